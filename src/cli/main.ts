@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { mintToken, ANY_SESSION, isLifelineError } from '../protocol/index.js';
+import { createRelay } from '../relay/index.js';
+import { defaultSecret } from './secret.js';
+
+const env = process.env;
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('not a whole number');
+  return n;
+}
+
+function envInt(name: string): number | undefined {
+  const v = env[name];
+  return v === undefined || v === '' ? undefined : int(v);
+}
+
+const program = new Command('lifeline')
+  .description('Durable session relay for voice and text AI agents')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the relay')
+  .option('--host <host>', 'address to listen on (env LIFELINE_HOST)', env['LIFELINE_HOST'] ?? '127.0.0.1')
+  .option('--port <port>', 'port, 0 for any free one (env LIFELINE_PORT)', int, envInt('LIFELINE_PORT') ?? 8787)
+  .option('--store <spec>', 'memory | sqlite:PATH (env LIFELINE_STORE)', env['LIFELINE_STORE'] ?? 'sqlite:./data/lifeline.db')
+  .option('--secret <secret>', 'token signing secret, ≥16 chars (env LIFELINE_SECRET)', env['LIFELINE_SECRET'])
+  .addOption(new Option('--sqlite-sync <mode>', 'fsync policy (env LIFELINE_SQLITE_SYNC)').choices(['full', 'normal']).default(env['LIFELINE_SQLITE_SYNC'] ?? 'full'))
+  .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env LIFELINE_LOG_LEVEL)', env['LIFELINE_LOG_LEVEL'] ?? 'warn')
+  .option('--max-frame-bytes <n>', 'largest frame accepted (env LIFELINE_MAX_FRAME_BYTES)', int, envInt('LIFELINE_MAX_FRAME_BYTES'))
+  .option('--heartbeat-ms <n>', 'client ping interval asked for (env LIFELINE_HEARTBEAT_MS)', int, envInt('LIFELINE_HEARTBEAT_MS'))
+  .option('--idle-timeout-ms <n>', 'close connections silent this long (env LIFELINE_IDLE_TIMEOUT_MS)', int, envInt('LIFELINE_IDLE_TIMEOUT_MS'))
+  .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
+  .action(async (o: Record<string, string | number | undefined>) => {
+    let secret = o['secret'] as string | undefined;
+    if (!secret) {
+      const found = defaultSecret(String(o['store']));
+      secret = found.secret;
+      process.stderr.write(`lifeline: no --secret given; using the secret ${found.source}\n`);
+    }
+    const relay = await createRelay({
+      host: String(o['host']),
+      port: Number(o['port']),
+      store: String(o['store']),
+      secret,
+      sqliteSync: o['sqliteSync'] as 'full' | 'normal',
+      logLevel: o['logLevel'] as 'warn',
+      ...(o['maxFrameBytes'] !== undefined ? { maxFrameBytes: Number(o['maxFrameBytes']) } : {}),
+      ...(o['heartbeatMs'] !== undefined ? { heartbeatMs: Number(o['heartbeatMs']) } : {}),
+      ...(o['idleTimeoutMs'] !== undefined ? { idleTimeoutMs: Number(o['idleTimeoutMs']) } : {}),
+      ...(o['window'] !== undefined ? { window: Number(o['window']) } : {}),
+    });
+    const url = await relay.listen();
+    process.stdout.write(`listening on ${url}\n`);
+    if (!o['secret']) {
+      const admin = await mintToken(secret, { session: ANY_SESSION, participant: 'admin', role: 'admin', ttlSeconds: 24 * 3600 });
+      process.stderr.write(`lifeline: an admin token for the next 24 h (create sessions, mint tokens):\n${admin}\n`);
+    }
+    const stop = (signal: string): void => {
+      relay.log.info({ signal }, 'shutting down');
+      relay.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          relay.log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
+program
+  .command('token')
+  .description('mint an access token (prints it on stdout)')
+  .requiredOption('--session <id>', `session id (${ANY_SESSION} with --role admin)`)
+  .requiredOption('--participant <id>', 'participant id')
+  .addOption(new Option('--role <role>', 'user | agent | admin').choices(['user', 'agent', 'admin']).default('user'))
+  .option('--ttl <seconds>', 'lifetime in seconds', int, 3600)
+  .option('--secret <secret>', 'the relay secret (env LIFELINE_SECRET)', env['LIFELINE_SECRET'])
+  .action(async (o: { session: string; participant: string; role: 'user' | 'agent' | 'admin'; ttl: number; secret?: string }) => {
+    if (!o.secret) throw new InvalidArgumentError('--secret or LIFELINE_SECRET is required');
+    const token = await mintToken(o.secret, { session: o.session, participant: o.participant, role: o.role, ttlSeconds: o.ttl });
+    process.stdout.write(token + '\n');
+  });
+
+program
+  .command('bench')
+  .description('latency benchmarks with baselines (see native-free-bench/)')
+  .argument('[args...]', 'scenario and its options; `lifeline bench --help` lists them')
+  .allowUnknownOption(true)
+  .helpOption(false)
+  .action(async (args: string[]) => {
+    const { runBenchCli } = await import('../../native-free-bench/cli.js');
+    process.exitCode = await runBenchCli(args);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`lifeline: ${isLifelineError(err) ? `${err.code}: ${err.message}` : String(err instanceof Error ? err.message : err)}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,118 @@
+import { z } from 'zod';
+import { EventKindSchema, IdSchema, JsonSchema, OffsetSchema, OriginSchema, RoleSchema, TrackSchema } from './events.js';
+import type { TimelineEvent } from './events.js';
+import { ERROR_CODE_LIST, type ErrorCode } from './errors.js';
+import { NOW_OFFSET } from './offsets.js';
+
+/** Protocol version carried in hello/welcome. */
+export const PROTOCOL_VERSION = 1;
+
+const Uint8 = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
+const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const Epoch = z.number().int().nonnegative().max(2 ** 31);
+
+export const ProducerRefSchema = z.object({ id: IdSchema, epoch: Epoch, seq: Seq });
+export type ProducerRef = z.infer<typeof ProducerRefSchema>;
+
+/** Where a reader starts: after an offset, `-1` (from the start) or `now` (only new events). */
+export const ResumePointSchema = z.union([OffsetSchema, z.literal(NOW_OFFSET)]);
+
+// ---- client → relay -------------------------------------------------------------------------
+
+export const HelloSchema = z.object({
+  type: z.literal('hello'),
+  v: z.literal(PROTOCOL_VERSION),
+  device: IdSchema.optional(),
+  /** Deliver events after this point. Absent: this connection only writes. */
+  resume: ResumePointSchema.optional(),
+  /** Producer ids whose state the client wants in the welcome (to continue their seq). */
+  producers: z.array(IdSchema).max(16).optional(),
+  /** Flow-control window: events the relay may send beyond the last ack. */
+  window: z.number().int().min(1).max(65536).optional(),
+});
+
+export const AppendSchema = z.object({
+  type: z.literal('append'),
+  producer: ProducerRefSchema,
+  kind: EventKindSchema,
+  track: TrackSchema.optional(),
+  data: JsonSchema,
+  bin: Uint8.optional(),
+});
+
+export const AckSchema = z.object({ type: z.literal('ack'), offset: OffsetSchema });
+export const SubscribeSchema = z.object({ type: z.literal('subscribe'), from: ResumePointSchema });
+export const PingSchema = z.object({ type: z.literal('ping'), id: z.number().int().nonnegative(), t: z.number().optional() });
+
+export const ClientFrameSchema = z.discriminatedUnion('type', [HelloSchema, AppendSchema, AckSchema, SubscribeSchema, PingSchema]);
+export type ClientFrame = z.infer<typeof ClientFrameSchema>;
+export type HelloFrame = z.infer<typeof HelloSchema>;
+export type AppendFrame = z.infer<typeof AppendSchema>;
+
+// ---- relay → client -------------------------------------------------------------------------
+
+export const ProducerStateSchema = z.object({ id: IdSchema, epoch: Epoch, seq: z.number().int().min(-1) });
+export type ProducerState = z.infer<typeof ProducerStateSchema>;
+
+export const WelcomeSchema = z.object({
+  type: z.literal('welcome'),
+  v: z.literal(PROTOCOL_VERSION),
+  session: IdSchema,
+  participant: IdSchema,
+  device: IdSchema,
+  role: RoleSchema,
+  /** Offset of the newest committed event when the connection was accepted. */
+  head: OffsetSchema,
+  producers: z.array(ProducerStateSchema),
+  heartbeatMs: z.number().int().positive(),
+  window: z.number().int().positive(),
+  maxFrameBytes: z.number().int().positive(),
+});
+
+export const EventSchema = z.object({
+  offset: OffsetSchema,
+  ts: z.number(),
+  from: OriginSchema,
+  kind: EventKindSchema,
+  track: TrackSchema.optional(),
+  data: JsonSchema,
+  bin: Uint8.optional(),
+});
+
+export const EventFrameSchema = z.object({ type: z.literal('event'), event: EventSchema });
+
+export const AppendedSchema = z.object({
+  type: z.literal('appended'),
+  producer: ProducerRefSchema,
+  offset: OffsetSchema,
+  /** True when this append was a retry of one already committed; `offset` is the original. */
+  duplicate: z.boolean(),
+});
+
+export const PongSchema = z.object({ type: z.literal('pong'), id: z.number().int().nonnegative(), t: z.number().optional() });
+
+export const ErrorFrameSchema = z.object({
+  type: z.literal('error'),
+  code: z.enum(ERROR_CODE_LIST as [ErrorCode, ...ErrorCode[]]),
+  message: z.string(),
+  /** The append this error answers, when it answers one. */
+  producer: ProducerRefSchema.optional(),
+  /** True when the relay closes the connection after this frame. */
+  fatal: z.boolean(),
+});
+
+export const ServerFrameSchema = z.discriminatedUnion('type', [
+  WelcomeSchema,
+  EventFrameSchema,
+  AppendedSchema,
+  PongSchema,
+  ErrorFrameSchema,
+]);
+export type ServerFrame = z.infer<typeof ServerFrameSchema>;
+export type WelcomeFrame = z.infer<typeof WelcomeSchema>;
+export type AppendedFrame = z.infer<typeof AppendedSchema>;
+export type ErrorFrame = z.infer<typeof ErrorFrameSchema>;
+
+export type EventFrame = { type: 'event'; event: TimelineEvent };
+
+export type AnyFrame = ClientFrame | ServerFrame;

@@ -1,0 +1,6 @@
+export * from './offsets.js';
+export * from './errors.js';
+export * from './events.js';
+export * from './frames.js';
+export * from './codec.js';
+export * from './tokens.js';

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { LifelineError } from '../protocol/index.js';
+
+/** Relay configuration, validated once at start-up. */
+export const RelayConfigSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8787),
+  /** `memory` or `sqlite:PATH`. */
+  store: z.string().regex(/^(memory|sqlite:.+)$/, 'store is memory or sqlite:PATH').default('sqlite:./data/lifeline.db'),
+  sqliteSync: z.enum(['full', 'normal']).default('full'),
+  /** HMAC secret that signs access tokens; at least 16 characters. */
+  secret: z.string().min(16, 'the secret must be at least 16 characters'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
+  maxFrameBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(256 * 1024),
+  window: z.number().int().min(1).max(65536).default(512),
+  heartbeatMs: z.number().int().min(50).max(60_000).default(1000),
+  idleTimeoutMs: z.number().int().min(100).max(600_000).default(5000),
+  sweepIntervalMs: z.number().int().min(100).default(30_000),
+  ringSize: z.number().int().min(16).max(1_000_000).default(1024),
+});
+
+export type RelayConfig = z.infer<typeof RelayConfigSchema>;
+export type RelayConfigInput = z.input<typeof RelayConfigSchema>;
+
+export function parseConfig(input: RelayConfigInput): RelayConfig {
+  const parsed = RelayConfigSchema.safeParse(input);
+  if (!parsed.success) throw new LifelineError('BAD_REQUEST', `invalid configuration: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}

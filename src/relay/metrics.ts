@@ -1,0 +1,96 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConnectionObserver } from '../transport/index.js';
+import type { Timeline, TimelineObserver } from '../timeline/index.js';
+
+/** The relay's Prometheus metrics (text format at /metrics), one registry per relay. */
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly #connections: Gauge;
+  readonly #framesIn: Counter<'type'>;
+  readonly #bytesIn: Counter;
+  readonly #eventsOut: Counter;
+  readonly #errors: Counter<'code'>;
+  readonly #appends: Counter<'result'>;
+  readonly #batch: Histogram;
+  readonly #commitSeconds: Histogram;
+  readonly #expired: Counter;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'lifeline_' });
+    this.#connections = new Gauge({ name: 'lifeline_connections', help: 'Open protocol connections', registers });
+    this.#framesIn = new Counter({ name: 'lifeline_frames_in_total', help: 'Frames received, by type', labelNames: ['type'], registers });
+    this.#bytesIn = new Counter({ name: 'lifeline_frame_bytes_in_total', help: 'Bytes of frames received', registers });
+    this.#eventsOut = new Counter({ name: 'lifeline_events_out_total', help: 'Events delivered to readers', registers });
+    this.#errors = new Counter({ name: 'lifeline_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers });
+    this.#appends = new Counter({ name: 'lifeline_appends_total', help: 'Append outcomes', labelNames: ['result'], registers });
+    this.#batch = new Histogram({
+      name: 'lifeline_commit_batch_entries',
+      help: 'Entries per group commit',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers,
+    });
+    this.#commitSeconds = new Histogram({
+      name: 'lifeline_commit_seconds',
+      help: 'Store commit duration',
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+      registers,
+    });
+    this.#expired = new Counter({ name: 'lifeline_sessions_expired_total', help: 'Sessions reclaimed after their TTL', registers });
+  }
+
+  /** Gauges read from the timeline at scrape time. */
+  watch(timeline: Timeline): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'lifeline_commit_backlog',
+      help: 'Appends waiting for a commit',
+      registers,
+      collect() {
+        this.set(timeline.backlog);
+      },
+    });
+    new Gauge({
+      name: 'lifeline_live_sessions',
+      help: 'Sessions with at least one reader',
+      registers,
+      collect() {
+        this.set(timeline.liveSessions);
+      },
+    });
+  }
+
+  timelineObserver(): TimelineObserver {
+    return {
+      committed: (entries, appended, ms) => {
+        this.#batch.observe(entries);
+        this.#commitSeconds.observe(ms / 1000);
+        this.#appends.inc({ result: 'appended' }, appended);
+        if (entries > appended) this.#appends.inc({ result: 'not-appended' }, entries - appended);
+      },
+      rejected: (code) => this.#appends.inc({ result: code }),
+      sessionsExpired: (n) => this.#expired.inc(n),
+    };
+  }
+
+  connectionObserver(): ConnectionObserver {
+    return {
+      opened: () => this.#connections.inc(),
+      closed: () => this.#connections.dec(),
+      frameIn: (type, bytes) => {
+        this.#framesIn.inc({ type });
+        this.#bytesIn.inc(bytes);
+      },
+      eventsOut: (n) => this.#eventsOut.inc(n),
+      error: (code) => this.#errors.inc({ code }),
+    };
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

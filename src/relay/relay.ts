@@ -1,0 +1,103 @@
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { LifelineError } from '../protocol/index.js';
+import { openStore } from '../store/index.js';
+import { Timeline } from '../timeline/index.js';
+import { registerWsTransport } from '../transport/index.js';
+import type { ConnectionLimits } from '../transport/index.js';
+import { Authenticator } from './auth.js';
+import { parseConfig } from './config.js';
+import type { RelayConfig, RelayConfigInput } from './config.js';
+import { ConnectionRegistry } from './connection-registry.js';
+import { installErrorHandlers } from './http-errors.js';
+import { RelayMetrics } from './metrics.js';
+import { registerSessionRoutes } from './session-routes.js';
+
+export interface Relay {
+  readonly config: RelayConfig;
+  readonly app: FastifyInstance;
+  readonly timeline: Timeline;
+  readonly metrics: RelayMetrics;
+  readonly connections: ConnectionRegistry;
+  readonly log: Logger;
+  /** Starts listening; resolves with the base URL (http://host:port). */
+  listen(): Promise<string>;
+  /** Closes every connection (1001), waits for pending commits, closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: store → timeline → transports → HTTP API, metrics, logging.
+ * Pass `logger` to share a pino instance; otherwise one is made at config.logLevel on stderr.
+ */
+export async function createRelay(input: RelayConfigInput, opts: { logger?: Logger } = {}): Promise<Relay> {
+  const config = parseConfig(input);
+  const log = opts.logger ?? pino({ level: config.logLevel, name: 'lifeline' }, pino.destination(2));
+  const metrics = new RelayMetrics();
+  const store = await openStore(config.store, { sqliteSynchronous: config.sqliteSync });
+  const timeline = new Timeline(store, { ringSize: config.ringSize, observer: metrics.timelineObserver() });
+  metrics.watch(timeline);
+  const connections = new ConnectionRegistry();
+  const auth = new Authenticator(config.secret);
+  const limits: ConnectionLimits = {
+    maxFrameBytes: config.maxFrameBytes,
+    window: config.window,
+    heartbeatMs: config.heartbeatMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    helloTimeoutMs: 5000,
+    highWaterBytes: 1024 * 1024,
+  };
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: Math.max(1024 * 1024, config.maxFrameBytes),
+  });
+  installErrorHandlers(app);
+  // Frames above maxFrameBytes get a typed error and the connection lives on; far larger ones
+  // are cut off by ws itself (close 1009) before they are buffered.
+  await app.register(fastifyWebsocket, { options: { maxPayload: config.maxFrameBytes * 4 } });
+
+  app.get('/healthz', async () => ({ ok: true, store: store.kind, connections: connections.size }));
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  registerSessionRoutes(app, { timeline, auth, registry: connections, secret: config.secret });
+  const connectionObserver = metrics.connectionObserver();
+  registerWsTransport(app, {
+    timeline,
+    limits,
+    authorize: (req, sessionId) => auth.forSession(req, sessionId),
+    registry: connections,
+    observer: {
+      ...connectionObserver,
+      failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
+    },
+  });
+
+  timeline.startSweeper(config.sweepIntervalMs, (err) => log.error({ err }, 'expiry sweep failed'));
+
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    app,
+    timeline,
+    metrics,
+    connections,
+    log,
+    async listen() {
+      const address = await app.listen({ host: config.host, port: config.port });
+      const url = new URL(address);
+      if (url.hostname === '[::1]' || url.hostname === '::1') url.hostname = 'localhost';
+      return url.origin;
+    },
+    close() {
+      closing ??= (async () => {
+        for (const c of connections.all()) c.fail(new LifelineError('SHUTTING_DOWN'));
+        await app.close();
+        await timeline.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,31 @@
+/** A typed event emitter: one per class, every `on` returns its unsubscribe. */
+export class Emitter<Events extends { [K in keyof Events]: (...args: never[]) => void }> {
+  #listeners = new Map<keyof Events, Set<Events[keyof Events]>>();
+
+  on<K extends keyof Events>(name: K, listener: Events[K]): () => void {
+    let set = this.#listeners.get(name);
+    if (!set) this.#listeners.set(name, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.#listeners.delete(name);
+    };
+  }
+
+  emit<K extends keyof Events>(name: K, ...args: Parameters<Events[K]>): void {
+    const set = this.#listeners.get(name);
+    if (!set) return;
+    for (const l of [...set]) (l as (...a: Parameters<Events[K]>) => void)(...args);
+  }
+
+  listenerCount(name?: keyof Events): number {
+    if (name !== undefined) return this.#listeners.get(name)?.size ?? 0;
+    let n = 0;
+    for (const s of this.#listeners.values()) n += s.size;
+    return n;
+  }
+
+  clear(): void {
+    this.#listeners.clear();
+  }
+}

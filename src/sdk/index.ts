@@ -1,0 +1,25 @@
+/**
+ * Lifeline SDK for Node: connect to a session, stream and append events, resume without loss.
+ *
+ *   import { connect, mintToken } from 'lifeline';
+ *   const session = await connect({ url, token });
+ *   for await (const event of session.stream) { … }
+ */
+import { LifelineSession } from './session.js';
+import type { SessionOptions } from './session.js';
+import { wsTransport } from './node-ws.js';
+
+export { LifelineSession, sessionOfToken } from './session.js';
+export type { SessionOptions, SessionEvents, StateChange, ConnectionState, AppendOptions } from './session.js';
+export type { ClientTransport, ClientLink, ConnectTarget } from './client-transport.js';
+export { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
+export type { ReconnectPolicy, ReconnectContext, BackoffOptions } from './reconnect-policy.js';
+export { EventStream } from './event-stream.js';
+export { wsTransport, wsUrlOf } from './node-ws.js';
+export { mintToken, verifyToken, LifelineError, ERROR_CODES, START_OFFSET, NOW_OFFSET, formatOffset, parseOffset } from '../protocol/index.js';
+export type { TimelineEvent, EventKind, Json, ErrorCode, MintOptions, TokenClaims, Origin } from '../protocol/index.js';
+
+/** Connects over WebSocket unless another transport is given. */
+export function connect(opts: Omit<SessionOptions, 'transport'> & { transport?: SessionOptions['transport'] }): Promise<LifelineSession> {
+  return LifelineSession.connect({ ...opts, transport: opts.transport ?? wsTransport() });
+}

@@ -1,0 +1,465 @@
+import {
+  LifelineError,
+  PROTOCOL_VERSION,
+  START_OFFSET,
+  checkEventBody,
+  decodeServerFrame,
+  encodeFrame,
+  formatOffset,
+  isErrorCode,
+  parseOffset,
+  NOW_OFFSET,
+} from '../protocol/index.js';
+import type { ClientFrame, ErrorCode, EventBody, Json, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
+import type { ClientLink, ClientTransport } from './client-transport.js';
+import { Emitter } from './emitter.js';
+import { EventStream } from './event-stream.js';
+import { Outbox } from './outbox.js';
+import { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
+import type { ReconnectPolicy } from './reconnect-policy.js';
+
+export interface SessionOptions {
+  /** The relay's base URL, e.g. http://127.0.0.1:8787 */
+  url: string;
+  /** Access token (see mintToken); scoped to one session, participant and role. */
+  token: string;
+  transport: ClientTransport;
+  /** Session id; by default the one the token names. */
+  session?: string;
+  /** This device's (or tab's) id; random by default. */
+  device?: string;
+  /** Producer id for this client's appends; defaults to the device id. */
+  producer?: string;
+  /**
+   * Producer epoch. Default: continue a fresh producer at 0, or start the epoch after the relay's
+   * known one (which fences any older instance of the same producer). Agents pass their lease's.
+   */
+  epoch?: number;
+  /** Where the event stream starts: `-1` (default, the whole timeline), `now`, or an offset. */
+  resume?: string;
+  /** Events the relay may send ahead of our acknowledgements (default: the relay's choice). */
+  window?: number;
+  /** Ping interval; default: the relay's suggestion (welcome.heartbeatMs). */
+  heartbeatMs?: number;
+  /** Missed heartbeats before the link counts as lost (default 3). */
+  heartbeatMisses?: number;
+  reconnect?: ReconnectPolicy;
+  /** Appends waiting for acknowledgement before append() waits for room (default 4096). */
+  maxOutbox?: number;
+  /** Delay before acknowledging a partial batch of events (default 20 ms). */
+  ackDelayMs?: number;
+  /** Time allowed for one connection attempt, link and welcome (default 5 s). */
+  connectTimeoutMs?: number;
+}
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'resumed' | 'closed';
+
+export interface StateChange {
+  state: ConnectionState;
+  transport: string;
+  /** Milliseconds since the epoch. */
+  at: number;
+  /** For `resumed`: how long the session was without a link. */
+  downMs?: number;
+  /** For `reconnecting`: the attempt about to be made (0-based) and its delay. */
+  attempt?: number;
+  delayMs?: number;
+  /** The typed error that caused this change, if any. */
+  error?: ErrorCode;
+}
+
+export interface SessionEvents {
+  event: (event: TimelineEvent) => void;
+  state: (change: StateChange) => void;
+  /** Errors the relay reported that did not end the session (e.g. a refused append). */
+  error: (err: LifelineError) => void;
+}
+
+export interface AppendOptions {
+  track?: string;
+  bin?: Uint8Array;
+}
+
+function randomId(prefix: string): string {
+  const b = crypto.getRandomValues(new Uint8Array(6));
+  return prefix + Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** Reads the session id from a token's claims (no verification: that is the relay's job). */
+export function sessionOfToken(token: string): string {
+  const part = token.split('.')[1];
+  if (!part) throw new LifelineError('UNAUTHORIZED', 'token is not a JWT');
+  try {
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
+    const sid = (JSON.parse(json) as { sid?: unknown }).sid;
+    if (typeof sid === 'string') return sid;
+  } catch {
+    // fall through
+  }
+  throw new LifelineError('UNAUTHORIZED', 'token names no session');
+}
+
+/**
+ * A client's view of one session: the ordered event stream (resumable, each event once), an
+ * outbox of idempotent appends that retries until acknowledged, heartbeats, and reconnection with
+ * resume. Runs on web-standard APIs; the runtime's link comes from the transport passed in.
+ */
+export class LifelineSession {
+  readonly id: string;
+  readonly device: string;
+  readonly stream: EventStream;
+  readonly #opts: SessionOptions;
+  readonly #emitter = new Emitter<SessionEvents>();
+  readonly #policy: ReconnectPolicy;
+  readonly #outbox: Outbox;
+  #link: ClientLink | undefined;
+  #state: ConnectionState = 'connecting';
+  /** Seq of the newest event delivered (our resume point); undefined until the first welcome. */
+  #position: number | undefined;
+  #acked = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastFrameAt = 0;
+  #pingId = 0;
+  #welcome: WelcomeFrame | undefined;
+  #lostAt = 0;
+  #lastError: ErrorCode | undefined;
+  #attempt = 0;
+  #abort: AbortController | undefined;
+  #firstWelcome: { resolve: () => void; reject: (err: unknown) => void } | undefined;
+  #rtt: number | undefined;
+
+  private constructor(opts: SessionOptions) {
+    this.#opts = opts;
+    this.id = opts.session ?? sessionOfToken(opts.token);
+    this.device = opts.device ?? randomId('d-');
+    this.#policy = opts.reconnect ?? new ExponentialBackoff();
+    this.#outbox = new Outbox(opts.producer ?? this.device, opts.epoch ?? 0, opts.maxOutbox ?? 4096);
+    this.stream = new EventStream(
+      opts.window ?? 512,
+      () => this.#maybeAck(),
+      (from) => this.#resumeFrom(from),
+    );
+  }
+
+  /** Connects and resolves once the relay has welcomed us. */
+  static async connect(opts: SessionOptions): Promise<LifelineSession> {
+    const s = new LifelineSession(opts);
+    await new Promise<void>((resolve, reject) => {
+      s.#firstWelcome = { resolve, reject };
+      s.#emit('connecting');
+      void s.#attemptConnect();
+    });
+    return s;
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** A method, not a field read, so TypeScript does not narrow it across awaits. */
+  get #closed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  /** Offset of the newest event this client has received (`-1` before any). */
+  get lastOffset(): string {
+    return formatOffset(this.#position ?? 0);
+  }
+
+  /** The producer this session appends as: id, epoch and the next seq. */
+  get producer(): { id: string; epoch: number; nextSeq: number; pending: number } {
+    return { id: this.#outbox.producerId, epoch: this.#outbox.epoch, nextSeq: this.#outbox.nextSeq, pending: this.#outbox.size };
+  }
+
+  /** Round-trip time of the last heartbeat, in ms. */
+  get rttMs(): number | undefined {
+    return this.#rtt;
+  }
+
+  get welcome(): WelcomeFrame | undefined {
+    return this.#welcome;
+  }
+
+  on<K extends keyof SessionEvents>(name: K, listener: SessionEvents[K]): () => void {
+    return this.#emitter.on(name, listener);
+  }
+
+  // ---- appends ---------------------------------------------------------------------------
+
+  /**
+   * Appends an event. Resolves with its offset once committed; retried across reconnects until
+   * then, exactly once. Waits for room when too many appends are unacknowledged.
+   */
+  async append(kind: EventBody['kind'], data: Json, opts: AppendOptions = {}): Promise<string> {
+    if (this.#state === 'closed') throw new LifelineError('CONNECTION_CLOSED');
+    const body: EventBody = { kind, data, track: opts.track, bin: opts.bin };
+    const problem = checkEventBody(body);
+    if (problem) throw new LifelineError('BAD_FRAME', problem);
+    await this.#outbox.waitForRoom();
+    if (this.#closed) throw new LifelineError('CONNECTION_CLOSED');
+    const { frame, offset } = this.#outbox.add(body);
+    if (this.#state === 'connected' || this.#state === 'resumed') this.#send(frame);
+    return offset;
+  }
+
+  sendText(text: string, opts: { id?: string; track?: string } = {}): Promise<string> {
+    return this.append('text.delta', opts.id !== undefined ? { text, id: opts.id } : { text }, opts);
+  }
+
+  sendTextDone(opts: { id?: string; text?: string; track?: string } = {}): Promise<string> {
+    const data: { [k: string]: Json } = {};
+    if (opts.id !== undefined) data['id'] = opts.id;
+    if (opts.text !== undefined) data['text'] = opts.text;
+    return this.append('text.done', data, opts);
+  }
+
+  sendToolCall(call: { id: string; name: string; arguments: Json }): Promise<string> {
+    return this.append('tool.call', call);
+  }
+
+  sendToolResult(result: { id: string; result?: Json; error?: string }): Promise<string> {
+    return this.append('tool.result', result as Json);
+  }
+
+  /** Resolves when every append so far has been acknowledged. */
+  async flush(): Promise<void> {
+    while (this.#outbox.size > 0 && this.#state !== 'closed') {
+      await new Promise<void>((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  // ---- connection ------------------------------------------------------------------------
+
+  async #attemptConnect(): Promise<void> {
+    if (this.#state === 'closed') return;
+    const abort = new AbortController();
+    this.#abort = abort;
+    const timeout = setTimeout(() => abort.abort(), this.#opts.connectTimeoutMs ?? 5000);
+    let link: ClientLink;
+    try {
+      link = await this.#opts.transport.connect({ baseUrl: this.#opts.url, sessionId: this.id, token: this.#opts.token }, abort.signal);
+    } catch {
+      clearTimeout(timeout);
+      this.#linkLost(undefined);
+      return;
+    }
+    if (this.#closed || abort.signal.aborted) {
+      clearTimeout(timeout);
+      link.close(1000, 'closed');
+      if (!this.#closed) this.#linkLost(undefined);
+      return;
+    }
+    this.#link = link;
+    this.#lastError = undefined;
+    link.onMessage = (data) => this.#receive(link, data);
+    link.onClose = () => {
+      clearTimeout(timeout);
+      if (this.#link === link) this.#linkLost(this.#lastError);
+    };
+    abort.signal.addEventListener('abort', () => {
+      if (this.#link === link && !this.#welcome) link.close(4000, 'connect timeout');
+    });
+    this.#welcomeTimeout = timeout;
+    this.#sendHello(link);
+  }
+
+  #welcomeTimeout: ReturnType<typeof setTimeout> | undefined;
+
+  #sendHello(link: ClientLink): void {
+    const resume = this.#position !== undefined ? formatOffset(this.#position) : (this.#opts.resume ?? START_OFFSET);
+    const hello: ClientFrame = {
+      type: 'hello',
+      v: PROTOCOL_VERSION,
+      device: this.device,
+      resume,
+      producers: [this.#outbox.producerId],
+      ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
+    };
+    link.send(encodeFrame(hello));
+  }
+
+  #receive(link: ClientLink, raw: string | Uint8Array): void {
+    if (this.#link !== link) return;
+    this.#lastFrameAt = Date.now();
+    let frame: ServerFrame;
+    try {
+      frame = decodeServerFrame(raw);
+    } catch (err) {
+      this.#emitter.emit('error', err instanceof LifelineError ? err : new LifelineError('BAD_FRAME'));
+      return;
+    }
+    switch (frame.type) {
+      case 'welcome':
+        this.#onWelcome(frame);
+        return;
+      case 'event':
+        this.#onEvent(frame.event);
+        return;
+      case 'appended':
+        this.#outbox.acknowledged(frame.producer.epoch, frame.producer.seq, frame.offset);
+        return;
+      case 'pong':
+        if (frame.t !== undefined) this.#rtt = Date.now() - frame.t;
+        return;
+      case 'error': {
+        const err = new LifelineError(frame.code, frame.message);
+        if (frame.producer) this.#outbox.refused(frame.producer.epoch, frame.producer.seq, err);
+        if (frame.fatal) this.#lastError = frame.code;
+        else this.#emitter.emit('error', err);
+        if (frame.code === 'STALE_EPOCH') this.#emitter.emit('error', err);
+        return;
+      }
+    }
+  }
+
+  #onWelcome(w: WelcomeFrame): void {
+    clearTimeout(this.#welcomeTimeout);
+    const first = this.#welcome === undefined;
+    this.#welcome = w;
+    if (first) {
+      const known = w.producers.find((p) => p.id === this.#outbox.producerId);
+      if (this.#opts.epoch !== undefined) {
+        if (known && known.epoch === this.#opts.epoch && known.seq >= 0) this.#outbox.continueFrom(known.epoch, known.seq);
+      } else if (known && known.seq >= 0) {
+        this.#outbox.bumpEpoch(known.epoch + 1);
+      }
+      const r = this.#opts.resume ?? START_OFFSET;
+      this.#position = r === NOW_OFFSET ? (parseOffset(w.head) ?? 0) : (parseOffset(r) ?? 0);
+      this.#acked = this.#position;
+    }
+    this.#attempt = 0;
+    const downMs = first ? undefined : Date.now() - this.#lostAt;
+    this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
+    for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
+    this.#startHeartbeat(this.#opts.heartbeatMs ?? w.heartbeatMs);
+    if (first) {
+      this.#firstWelcome?.resolve();
+      this.#firstWelcome = undefined;
+    }
+  }
+
+  #onEvent(event: TimelineEvent): void {
+    const seq = parseOffset(event.offset);
+    if (seq === undefined || this.#position === undefined || seq <= this.#position) return; // duplicate
+    this.#position = seq;
+    this.#emitter.emit('event', event);
+    this.stream.push(event);
+    this.#maybeAck();
+  }
+
+  #maybeAck(): void {
+    if (this.#position === undefined || this.#position <= this.#acked || this.stream.full) return;
+    const window = this.#welcome?.window ?? 512;
+    if (this.#position - this.#acked >= Math.max(1, window >> 2)) {
+      this.#sendAck();
+      return;
+    }
+    this.#ackTimer ??= setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (!this.stream.full) this.#sendAck();
+    }, this.#opts.ackDelayMs ?? 20);
+  }
+
+  #sendAck(): void {
+    if (this.#position === undefined || this.#position <= this.#acked) return;
+    if (this.#state !== 'connected' && this.#state !== 'resumed') return;
+    this.#acked = this.#position;
+    this.#send({ type: 'ack', offset: formatOffset(this.#position) });
+  }
+
+  #resumeFrom(from: string): void {
+    const seq = from === NOW_OFFSET ? undefined : parseOffset(from);
+    if (from !== NOW_OFFSET && seq === undefined) throw new LifelineError('BAD_REQUEST', `not an offset: ${from}`);
+    if (seq !== undefined) {
+      this.#position = seq;
+      this.#acked = seq;
+    }
+    this.#send({ type: 'subscribe', from });
+  }
+
+  #startHeartbeat(intervalMs: number): void {
+    clearInterval(this.#heartbeat);
+    const misses = this.#opts.heartbeatMisses ?? 3;
+    this.#lastFrameAt = Date.now();
+    this.#heartbeat = setInterval(() => {
+      const link = this.#link;
+      if (!link) return;
+      if (Date.now() - this.#lastFrameAt > intervalMs * misses) {
+        this.#linkLost(undefined);
+        link.close(4000, 'heartbeat timeout');
+        return;
+      }
+      this.#send({ type: 'ping', id: ++this.#pingId, t: Date.now() });
+    }, intervalMs);
+  }
+
+  #send(frame: ClientFrame): void {
+    this.#link?.send(encodeFrame(frame));
+  }
+
+  #linkLost(error: ErrorCode | undefined): void {
+    if (this.#state === 'closed') return;
+    const link = this.#link;
+    this.#link = undefined;
+    if (link) {
+      link.onMessage = undefined;
+      link.onClose = undefined;
+    }
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    clearTimeout(this.#welcomeTimeout);
+    if (this.#state !== 'reconnecting' && this.#state !== 'connecting') this.#lostAt = Date.now();
+    if (this.#state === 'connected' || this.#state === 'resumed') this.#acked = this.#position ?? 0;
+    const elapsedMs = this.#state === 'connecting' ? 0 : Date.now() - this.#lostAt;
+    const delay = this.#policy.nextRetryDelayMs({ attempt: this.#attempt, elapsedMs, errorCode: error });
+    if (delay === null) {
+      const err = new LifelineError(error ?? 'CONNECTION_CLOSED', error ? undefined : 'gave up reconnecting');
+      this.#shutdown(err);
+      return;
+    }
+    if (this.#welcome) this.#emit('reconnecting', { attempt: this.#attempt, delayMs: delay, ...(error ? { error } : {}) });
+    this.#attempt++;
+    this.#retryTimer = setTimeout(() => void this.#attemptConnect(), delay);
+  }
+
+  #emit(state: ConnectionState, extra: Partial<StateChange> = {}): void {
+    this.#state = state;
+    this.#emitter.emit('state', { state, transport: this.#opts.transport.name, at: Date.now(), ...extra });
+  }
+
+  #shutdown(err: LifelineError | undefined): void {
+    if (this.#state === 'closed') return;
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#ackTimer);
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#welcomeTimeout);
+    this.#abort?.abort();
+    const link = this.#link;
+    this.#link = undefined;
+    if (link) {
+      link.onMessage = undefined;
+      link.onClose = undefined;
+      link.close(1000, 'closed');
+    }
+    this.#emit('closed', err ? { error: err.code } : {});
+    this.#outbox.failAll(err ?? new LifelineError('CONNECTION_CLOSED'));
+    this.stream.end();
+    this.#firstWelcome?.reject(err ?? new LifelineError('CONNECTION_CLOSED'));
+    this.#firstWelcome = undefined;
+    this.#emitter.clear();
+  }
+
+  /** Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED. */
+  close(): void {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'connected' || this.#state === 'resumed') this.#sendAck();
+    this.#shutdown(undefined);
+  }
+}
+
+export function isFinalError(code: string): boolean {
+  return isErrorCode(code) && FINAL_ERRORS.has(code);
+}

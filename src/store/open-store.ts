@@ -1,0 +1,22 @@
+import { LifelineError } from '../protocol/index.js';
+import { MemoryStore } from './memory-store.js';
+import type { Store } from './store.js';
+
+export interface OpenStoreOptions {
+  sqliteSynchronous?: 'full' | 'normal';
+}
+
+/**
+ * The one way to get a Store: `memory` or `sqlite:PATH`. The SQLite backend (a native module) is
+ * loaded only when asked for, so memory-only users stay native-free.
+ */
+export async function openStore(spec: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  if (spec === 'memory') return new MemoryStore();
+  if (spec.startsWith('sqlite:')) {
+    const path = spec.slice('sqlite:'.length);
+    if (!path) throw new LifelineError('BAD_REQUEST', 'sqlite store needs a path: sqlite:PATH');
+    const { SqliteStore } = await import('./sqlite-store.js');
+    return new SqliteStore(path, { synchronous: opts.sqliteSynchronous ?? 'full' });
+  }
+  throw new LifelineError('BAD_REQUEST', `unknown store "${spec}" (use memory or sqlite:PATH)`);
+}

@@ -1,0 +1,3 @@
+export { Timeline } from './timeline.js';
+export type { TimelineOptions, TimelineObserver, CreateSessionOptions, AppendInput, AppendResult, SessionInfo } from './timeline.js';
+export { TimelineReader, toTimelineEvent } from './reader.js';

@@ -1,0 +1,269 @@
+import { LifelineError, formatOffset } from '../protocol/index.js';
+import type { EventBody, Json, Origin, ProducerRef, ProducerState, TimelineEvent } from '../protocol/index.js';
+import type { AppendEntry, AppendOutcome, SessionRecord, Store } from '../store/index.js';
+import { GroupCommitter } from './group-commit.js';
+import { LiveSession } from './live-session.js';
+import { TimelineReader, sessionEndedError } from './reader.js';
+
+export interface TimelineOptions {
+  /** Events kept in memory per session that someone is reading (default 1024). */
+  ringSize?: number;
+  /** Most entries committed in one transaction (default 1024). */
+  maxBatch?: number;
+  /** Most appends waiting for a commit before new ones are refused with OUTBOX_FULL (default 65536). */
+  maxBacklog?: number;
+  /** Clock, milliseconds since the epoch (tests pass their own). */
+  now?: () => number;
+  observer?: TimelineObserver;
+}
+
+/** Hooks for metrics; every method optional. */
+export interface TimelineObserver {
+  committed?(entries: number, appended: number, ms: number): void;
+  rejected?(code: string): void;
+  sessionsExpired?(count: number): void;
+}
+
+export interface CreateSessionOptions {
+  id?: string;
+  /** Lifetime from creation, in seconds; absent for no expiry. */
+  ttlSeconds?: number;
+  metadata?: Record<string, Json>;
+}
+
+export interface AppendInput extends EventBody {
+  from: Origin;
+  producer?: ProducerRef | undefined;
+}
+
+export type AppendResult =
+  | { ok: true; offset: string; duplicate: boolean; event?: TimelineEvent }
+  | { ok: false; error: LifelineError; current?: ProducerState | undefined };
+
+export interface SessionInfo extends SessionRecord {
+  head: string;
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+/**
+ * The domain of Lifeline: sessions and their ordered, durable timelines. Appends go through group
+ * commit and are delivered to readers only after the store has committed them. Transports never
+ * touch the store; they come here.
+ */
+export class Timeline {
+  readonly store: Store;
+  readonly #ringSize: number;
+  readonly #maxBacklog: number;
+  readonly #now: () => number;
+  readonly #observer: TimelineObserver;
+  readonly #committer: GroupCommitter;
+  readonly #live = new Map<string, LiveSession>();
+  readonly #records = new Map<string, SessionRecord>();
+  #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(store: Store, opts: TimelineOptions = {}) {
+    this.store = store;
+    this.#ringSize = opts.ringSize ?? 1024;
+    this.#maxBacklog = opts.maxBacklog ?? 65536;
+    this.#now = opts.now ?? Date.now;
+    this.#observer = opts.observer ?? {};
+    this.#committer = new GroupCommitter(store, opts.maxBatch ?? 1024, (entries, outcomes, ms) =>
+      this.#published(entries, outcomes, ms),
+    );
+  }
+
+  /** Entries waiting for a commit right now. */
+  get backlog(): number {
+    return this.#committer.backlog;
+  }
+
+  /** Sessions held live (with at least one reader). */
+  get liveSessions(): number {
+    return this.#live.size;
+  }
+
+  async createSession(opts: CreateSessionOptions = {}): Promise<SessionRecord> {
+    this.#assertOpen();
+    const now = this.#now();
+    const record: SessionRecord = {
+      id: opts.id ?? randomId(),
+      createdAt: now,
+      expiresAt: opts.ttlSeconds !== undefined ? now + Math.round(opts.ttlSeconds * 1000) : null,
+      metadata: opts.metadata ?? {},
+    };
+    await this.store.createSession(record);
+    this.#records.set(record.id, record);
+    return record;
+  }
+
+  /** The session's record; throws SESSION_NOT_FOUND or SESSION_EXPIRED. */
+  async session(id: string): Promise<SessionRecord> {
+    let record = this.#records.get(id);
+    if (!record) {
+      record = await this.store.getSession(id);
+      if (!record) throw new LifelineError('SESSION_NOT_FOUND', `no session ${id}`);
+      this.#records.set(id, record);
+    }
+    if (record.expiresAt !== null && record.expiresAt <= this.#now()) throw sessionEndedError(id, 'expired');
+    return record;
+  }
+
+  async describe(id: string): Promise<SessionInfo> {
+    const record = await this.session(id);
+    return { ...record, head: formatOffset(await this.head(id)) };
+  }
+
+  async head(id: string): Promise<number> {
+    const live = this.#live.get(id);
+    const stored = await this.store.head(id);
+    if (stored === undefined) throw new LifelineError('SESSION_NOT_FOUND', `no session ${id}`);
+    return Math.max(stored, live?.head ?? 0);
+  }
+
+  async producer(sessionId: string, producerId: string): Promise<ProducerState | undefined> {
+    return this.store.producer(sessionId, producerId);
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    this.#end(id, sessionEndedError(id, 'deleted'));
+    return this.store.deleteSession(id);
+  }
+
+  /**
+   * Appends events (group-committed with whatever else arrives now). Results come back in input
+   * order; a rejected entry writes nothing and does not affect the others.
+   */
+  async append(sessionId: string, inputs: readonly AppendInput[]): Promise<AppendResult[]> {
+    this.#assertOpen();
+    // With the record cached this runs synchronously up to submit(), so appends made in order
+    // are committed in order without waiting for each other.
+    const record = this.#records.get(sessionId);
+    if (!record) await this.session(sessionId);
+    else if (record.expiresAt !== null && record.expiresAt <= this.#now()) throw sessionEndedError(sessionId, 'expired');
+    if (this.#committer.backlog + inputs.length > this.#maxBacklog) {
+      return inputs.map(() => ({ ok: false, error: new LifelineError('OUTBOX_FULL', 'relay commit backlog is full') }));
+    }
+    const ts = this.#now();
+    const entries: AppendEntry[] = inputs.map((i) => ({
+      sessionId,
+      producer: i.producer,
+      event: { ts, from: i.from, kind: i.kind, track: i.track, data: i.data, bin: i.bin },
+    }));
+    const outcomes = await this.#committer.submit(entries);
+    return outcomes.map((o) => this.#result(sessionId, o));
+  }
+
+  #result(sessionId: string, o: AppendOutcome): AppendResult {
+    if (o.status === 'rejected') {
+      this.#observer.rejected?.(o.code);
+      return { ok: false, error: new LifelineError(o.code, undefined, { session: sessionId }), current: o.current };
+    }
+    return { ok: true, offset: formatOffset(o.seq), duplicate: o.status === 'duplicate' };
+  }
+
+  #published(entries: readonly AppendEntry[], outcomes: AppendOutcome[], ms: number): void {
+    let appended = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const o = outcomes[i]!;
+      if (o.status !== 'appended') continue;
+      appended++;
+      const entry = entries[i]!;
+      const live = this.#live.get(entry.sessionId);
+      if (!live) continue;
+      const { event } = entry;
+      live.publish(o.seq, {
+        offset: formatOffset(o.seq),
+        ts: event.ts,
+        from: event.from,
+        kind: event.kind,
+        ...(event.track !== undefined ? { track: event.track } : {}),
+        data: event.data,
+        ...(event.bin !== undefined ? { bin: event.bin } : {}),
+      });
+    }
+    this.#observer.committed?.(entries.length, appended, ms);
+  }
+
+  /**
+   * A reader of the session's events after `afterSeq` (0 = from the start). Close it when done.
+   * Throws OFFSET_OUT_OF_RANGE when afterSeq is beyond the head.
+   */
+  async reader(sessionId: string, afterSeq: number): Promise<TimelineReader> {
+    this.#assertOpen();
+    await this.session(sessionId);
+    const live = await this.#hold(sessionId);
+    if (afterSeq > live.head) {
+      const head = await this.head(sessionId);
+      if (afterSeq > head) {
+        this.#releaseLive(live);
+        throw new LifelineError('OFFSET_OUT_OF_RANGE', `offset ${formatOffset(afterSeq)} is beyond the head ${formatOffset(head)}`);
+      }
+    }
+    return new TimelineReader(sessionId, afterSeq, this.store, live, () => this.#releaseLive(live));
+  }
+
+  async #hold(id: string): Promise<LiveSession> {
+    let live = this.#live.get(id);
+    if (!live) {
+      const head = (await this.store.head(id)) ?? 0;
+      live = this.#live.get(id) ?? new LiveSession(id, head, this.#ringSize);
+      this.#live.set(id, live);
+    }
+    live.readers++;
+    return live;
+  }
+
+  #releaseLive(live: LiveSession): void {
+    live.readers--;
+    if (live.readers <= 0 && this.#live.get(live.id) === live) this.#live.delete(live.id);
+  }
+
+  #end(id: string, reason: LifelineError): void {
+    this.#records.delete(id);
+    const live = this.#live.get(id);
+    if (live) {
+      this.#live.delete(id);
+      live.close(reason);
+    }
+  }
+
+  /** Deletes sessions whose TTL has passed; their readers end with SESSION_EXPIRED. */
+  async sweepExpired(limit = 500): Promise<number> {
+    const ids = await this.store.expiredSessions(this.#now(), limit);
+    for (const id of ids) {
+      this.#end(id, sessionEndedError(id, 'expired'));
+      await this.store.deleteSession(id);
+    }
+    if (ids.length > 0) this.#observer.sessionsExpired?.(ids.length);
+    return ids.length;
+  }
+
+  /** Sweeps expired sessions every `intervalMs` until close(). */
+  startSweeper(intervalMs: number, onError: (err: unknown) => void): void {
+    this.#sweeper ??= setInterval(() => {
+      this.sweepExpired().catch(onError);
+    }, intervalMs);
+    this.#sweeper.unref();
+  }
+
+  /** Waits for pending commits, ends every reader, and closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#committer.drain();
+    for (const id of [...this.#live.keys()]) this.#end(id, new LifelineError('SHUTTING_DOWN'));
+    await this.store.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new LifelineError('SHUTTING_DOWN');
+  }
+}

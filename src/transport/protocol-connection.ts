@@ -1,0 +1,307 @@
+import {
+  LifelineError,
+  PROTOCOL_VERSION,
+  checkEventBody,
+  decodeClientFrame,
+  encodeFrame,
+  formatOffset,
+  isLifelineError,
+  parseOffset,
+  NOW_OFFSET,
+} from '../protocol/index.js';
+import type { AppendFrame, ClientFrame, HelloFrame, Origin, ServerFrame, TokenClaims } from '../protocol/index.js';
+import type { Timeline, TimelineReader } from '../timeline/index.js';
+import type { FrameLink } from './frame-link.js';
+
+export interface ConnectionLimits {
+  /** Largest frame accepted, in bytes (default 256 KiB). */
+  maxFrameBytes: number;
+  /** Default flow-control window in events (the client may ask for another). */
+  window: number;
+  /** Interval the client is asked to ping at. */
+  heartbeatMs: number;
+  /** The connection is closed after this long without any frame from the client. */
+  idleTimeoutMs: number;
+  /** Time allowed for the hello frame after connecting. */
+  helloTimeoutMs: number;
+  /** Sending pauses while the link buffers more than this many bytes. */
+  highWaterBytes: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxFrameBytes: 256 * 1024,
+  window: 512,
+  heartbeatMs: 1000,
+  idleTimeoutMs: 5000,
+  helloTimeoutMs: 5000,
+  highWaterBytes: 1024 * 1024,
+};
+
+/** Hooks for metrics and logs; every method optional. */
+export interface ConnectionObserver {
+  opened?(c: ProtocolConnection): void;
+  closed?(c: ProtocolConnection, code: number, reason: string): void;
+  frameIn?(type: string, bytes: number): void;
+  eventsOut?(count: number): void;
+  error?(code: string): void;
+  failed?(err: unknown, c: ProtocolConnection): void;
+}
+
+type State = 'awaiting-hello' | 'open' | 'closed';
+
+const EVENTS_PER_PULL = 64;
+
+/**
+ * One client connection speaking the Lifeline protocol over any FrameLink: hello/welcome, appends
+ * with acknowledgements, the event stream with flow control (a window of unacknowledged events),
+ * ping/pong, typed errors. Knows nothing of the transport beneath it.
+ */
+export class ProtocolConnection {
+  readonly sessionId: string;
+  readonly claims: TokenClaims;
+  #origin: Origin | undefined;
+  #state: State = 'awaiting-hello';
+  readonly #link: FrameLink;
+  readonly #timeline: Timeline;
+  readonly #limits: ConnectionLimits;
+  readonly #observer: ConnectionObserver;
+  #reader: TimelineReader | undefined;
+  #window = 0;
+  #acked = 0;
+  #ackWaker: (() => void) | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #lastFrameAt = Date.now();
+  /** Serializes frame handling so appends are submitted (and acknowledged) in arrival order. */
+  #inbox: Promise<void> = Promise.resolve();
+
+  constructor(link: FrameLink, timeline: Timeline, sessionId: string, claims: TokenClaims, limits: ConnectionLimits, observer: ConnectionObserver = {}) {
+    this.#link = link;
+    this.#timeline = timeline;
+    this.sessionId = sessionId;
+    this.claims = claims;
+    this.#limits = limits;
+    this.#observer = observer;
+    this.#idleTimer = setTimeout(() => this.fail(new LifelineError('HELLO_REQUIRED', 'no hello in time')), limits.helloTimeoutMs);
+    observer.opened?.(this);
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  get origin(): Origin | undefined {
+    return this.#origin;
+  }
+
+  /** Feed one raw message from the transport. */
+  receive(raw: string | Uint8Array): void {
+    if (this.#state === 'closed') return;
+    this.#lastFrameAt = Date.now();
+    const bytes = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
+    if (bytes > this.#limits.maxFrameBytes) {
+      this.#observer.frameIn?.('oversized', bytes);
+      this.#sendError(new LifelineError('PAYLOAD_TOO_LARGE', `frame of ${bytes} bytes exceeds ${this.#limits.maxFrameBytes}`));
+      return;
+    }
+    let frame: ClientFrame;
+    try {
+      frame = decodeClientFrame(raw);
+    } catch (err) {
+      this.#observer.frameIn?.('invalid', bytes);
+      this.#sendError(isLifelineError(err) ? err : new LifelineError('BAD_FRAME'));
+      return;
+    }
+    this.#observer.frameIn?.(frame.type, bytes);
+    this.#inbox = this.#inbox.then(() => this.#handle(frame)).catch((err: unknown) => this.fail(err));
+  }
+
+  async #handle(frame: ClientFrame): Promise<void> {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'awaiting-hello') {
+      if (frame.type !== 'hello') throw new LifelineError('HELLO_REQUIRED');
+      await this.#hello(frame);
+      return;
+    }
+    switch (frame.type) {
+      case 'hello':
+        this.#sendError(new LifelineError('BAD_FRAME', 'hello was already received'));
+        return;
+      case 'append':
+        await this.#append(frame);
+        return;
+      case 'ack':
+        this.#ack(parseOffset(frame.offset) ?? 0);
+        return;
+      case 'subscribe':
+        await this.#subscribe(frame.from);
+        return;
+      case 'ping':
+        this.#send({ type: 'pong', id: frame.id, ...(frame.t !== undefined ? { t: frame.t } : {}) });
+        return;
+    }
+  }
+
+  async #hello(hello: HelloFrame): Promise<void> {
+    const device = hello.device ?? `d-${crypto.randomUUID().slice(0, 8)}`;
+    this.#origin = {
+      participant: this.claims.participant,
+      device,
+      role: this.claims.role === 'admin' ? 'system' : this.claims.role,
+    };
+    this.#window = hello.window ?? this.#limits.window;
+    const head = await this.#timeline.head(this.sessionId);
+    const producers = [];
+    for (const id of hello.producers ?? []) {
+      const p = await this.#timeline.producer(this.sessionId, this.#producerKey(id));
+      producers.push(p ? { ...p, id } : { id, epoch: 0, seq: -1 });
+    }
+    if (hello.resume !== undefined) {
+      const after = hello.resume === NOW_OFFSET ? head : (parseOffset(hello.resume) ?? 0);
+      this.#reader = await this.#timeline.reader(this.sessionId, after);
+      this.#acked = after;
+    }
+    if (this.#state === 'closed') {
+      this.#reader?.close();
+      return;
+    }
+    this.#state = 'open';
+    this.#send({
+      type: 'welcome',
+      v: PROTOCOL_VERSION,
+      session: this.sessionId,
+      participant: this.#origin.participant,
+      device,
+      role: this.#origin.role,
+      head: formatOffset(head),
+      producers,
+      heartbeatMs: this.#limits.heartbeatMs,
+      window: this.#window,
+      maxFrameBytes: this.#limits.maxFrameBytes,
+    });
+    this.#armIdleTimer();
+    if (this.#reader) void this.#pump(this.#reader);
+  }
+
+  async #append(frame: AppendFrame): Promise<void> {
+    const problem = checkEventBody(frame);
+    if (problem) {
+      this.#sendError(new LifelineError('BAD_FRAME', problem), frame.producer);
+      return;
+    }
+    if (frame.kind === 'presence' && this.#origin?.role === 'user') {
+      this.#sendError(new LifelineError('FORBIDDEN', 'users do not publish presence; the relay derives it'), frame.producer);
+      return;
+    }
+    // Wait for the session check, not for the commit: the next frame's append joins the same
+    // group commit. Acknowledgements still leave in order (commits resolve in submit order).
+    const pending = this.#timeline.append(this.sessionId, [
+      { from: this.#origin!, producer: { ...frame.producer, id: this.#producerKey(frame.producer.id) }, kind: frame.kind, track: frame.track, data: frame.data, bin: frame.bin },
+    ]);
+    pending.then(
+      ([result]) => {
+        if (!result) return;
+        if (result.ok) this.#send({ type: 'appended', producer: frame.producer, offset: result.offset, duplicate: result.duplicate });
+        else this.#sendError(result.error, frame.producer);
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  /** Producer ids are scoped by participant, so no participant can fence another's producer. */
+  #producerKey(id: string): string {
+    return `${this.claims.participant}/${id}`;
+  }
+
+  #ack(seq: number): void {
+    if (seq > this.#acked) {
+      this.#acked = Math.min(seq, this.#reader?.cursor ?? seq);
+      const wake = this.#ackWaker;
+      this.#ackWaker = undefined;
+      wake?.();
+    }
+  }
+
+  async #subscribe(from: string): Promise<void> {
+    const head = await this.#timeline.head(this.sessionId);
+    const after = from === NOW_OFFSET ? head : (parseOffset(from) ?? 0);
+    if (after > head) throw new LifelineError('OFFSET_OUT_OF_RANGE', `offset ${from} is beyond the head ${formatOffset(head)}`);
+    this.#acked = after;
+    if (this.#reader) {
+      this.#reader.seek(after);
+      this.#ackWaker?.();
+    } else {
+      this.#reader = await this.#timeline.reader(this.sessionId, after);
+      void this.#pump(this.#reader);
+    }
+  }
+
+  /** Sends events while the window and the link allow, pulling from the reader. */
+  async #pump(reader: TimelineReader): Promise<void> {
+    try {
+      while (this.#state === 'open' && !reader.closed) {
+        const room = this.#window - (reader.cursor - this.#acked);
+        if (room <= 0) {
+          await new Promise<void>((resolve) => (this.#ackWaker = resolve));
+          continue;
+        }
+        const events = await reader.next(Math.min(room, EVENTS_PER_PULL));
+        if (this.#state !== 'open') return;
+        for (const event of events) this.#send({ type: 'event', event });
+        if (events.length > 0) this.#observer.eventsOut?.(events.length);
+        if (this.#link.bufferedAmount > this.#limits.highWaterBytes) {
+          await this.#link.waitForDrain(this.#limits.highWaterBytes / 4);
+        }
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  #armIdleTimer(): void {
+    clearTimeout(this.#idleTimer);
+    const check = (): void => {
+      const idle = Date.now() - this.#lastFrameAt;
+      if (idle >= this.#limits.idleTimeoutMs) {
+        this.close(4408, 'idle: no frames within the heartbeat timeout');
+        return;
+      }
+      this.#idleTimer = setTimeout(check, this.#limits.idleTimeoutMs - idle);
+    };
+    this.#idleTimer = setTimeout(check, this.#limits.idleTimeoutMs);
+  }
+
+  #send(frame: ServerFrame): void {
+    if (this.#state === 'closed') return;
+    this.#link.send(encodeFrame(frame));
+  }
+
+  #sendError(err: LifelineError, producer?: AppendFrame['producer'], fatal = false): void {
+    this.#observer.error?.(err.code);
+    this.#send({ type: 'error', code: err.code, message: err.message, ...(producer ? { producer } : {}), fatal });
+  }
+
+  /** Ends the connection with a typed error frame and the error's close code. */
+  fail(err: unknown): void {
+    if (this.#state === 'closed') return;
+    const e = isLifelineError(err) ? err : new LifelineError('INTERNAL');
+    if (!isLifelineError(err)) this.#observer.failed?.(err, this);
+    this.#sendError(e, undefined, true);
+    this.close(e.closeCode, e.code);
+  }
+
+  /** Closes the link and releases everything the connection holds. Idempotent. */
+  close(code = 1000, reason = 'closed'): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearTimeout(this.#idleTimer);
+    this.#reader?.close();
+    this.#ackWaker?.();
+    this.#link.close(code, reason);
+    this.#observer.closed?.(this, code, reason);
+  }
+
+  /** The transport reports the link is gone (no close frame can be sent). */
+  linkLost(): void {
+    this.close(1006, 'link lost');
+  }
+}

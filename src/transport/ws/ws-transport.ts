@@ -1,0 +1,95 @@
+import type {} from '@fastify/websocket';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { LifelineError, encodeFrame, isLifelineError } from '../../protocol/index.js';
+import type { TokenClaims } from '../../protocol/index.js';
+import type { Timeline } from '../../timeline/index.js';
+import { pollDrain } from '../frame-link.js';
+import type { FrameLink } from '../frame-link.js';
+import { ProtocolConnection } from '../protocol-connection.js';
+import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
+
+export interface WsTransportOptions {
+  timeline: Timeline;
+  limits: ConnectionLimits;
+  /** Verifies the request's token for the session; throws LifelineError. */
+  authorize: (req: FastifyRequest, sessionId: string) => Promise<TokenClaims>;
+  observer?: ConnectionObserver;
+  /** Told of every connection opened and closed (the relay's registry). */
+  registry: { add(c: ProtocolConnection): void; remove(c: ProtocolConnection): void };
+}
+
+class WsLink implements FrameLink {
+  readonly #ws: WebSocket;
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+  }
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+  send(data: string | Uint8Array): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(data);
+  }
+  waitForDrain(lowWater: number): Promise<void> {
+    return pollDrain(this.#ws, () => this.#ws.readyState === this.#ws.OPEN, lowWater);
+  }
+  close(code: number, reason: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) this.#ws.close(code, reason.slice(0, 120));
+  }
+}
+
+/**
+ * The WebSocket transport: `GET /v1/sessions/:id/ws` upgrades, then speaks protocol frames
+ * (text for JSON frames, binary for frames with a payload). Authentication failures are answered
+ * with a typed error frame and the matching close code, so clients learn why.
+ */
+export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptions): void {
+  app.get<{ Params: { id: string } }>('/v1/sessions/:id/ws', { websocket: true }, (socket, req) => {
+    const link = new WsLink(socket);
+    const early: (string | Uint8Array)[] = [];
+    let conn: ProtocolConnection | undefined;
+    let gone = false;
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+      const raw = isBinary ? toBytes(data) : toBytes(data).toString('utf8');
+      if (conn) conn.receive(raw);
+      else if (early.length < 8) early.push(raw);
+    };
+    socket.on('message', onMessage);
+    socket.on('close', () => {
+      gone = true;
+      conn?.linkLost();
+    });
+    socket.on('error', () => conn?.linkLost());
+    const sessionId = req.params.id;
+    (async () => {
+      const claims = await opts.authorize(req, sessionId);
+      await opts.timeline.session(sessionId);
+      return claims;
+    })().then(
+      (claims) => {
+        if (gone) return;
+        conn = new ProtocolConnection(link, opts.timeline, sessionId, claims, opts.limits, {
+          ...opts.observer,
+          closed: (c, code, reason) => {
+            opts.registry.remove(c);
+            opts.observer?.closed?.(c, code, reason);
+          },
+        });
+        opts.registry.add(conn);
+        for (const raw of early.splice(0)) conn.receive(raw);
+      },
+      (err: unknown) => {
+        const e = isLifelineError(err) ? err : new LifelineError('INTERNAL');
+        opts.observer?.error?.(e.code);
+        link.send(encodeFrame({ type: 'error', code: e.code, message: e.message, fatal: true }));
+        link.close(e.closeCode, e.code);
+      },
+    );
+  });
+}
+
+function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}

@@ -1,0 +1,417 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LifelineError } from '../../src/protocol/index.js';
+import type { ErrorCode, Json, Origin, ProducerRef } from '../../src/protocol/index.js';
+import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent } from '../../src/store/index.js';
+
+/** What a backend's test file hands the contract: a fresh, empty store per test. */
+export interface StoreFixture {
+  store: Store;
+  /** Durable backends: opens a new Store on the same data (the contract closes the old one first). */
+  reopen?: () => Promise<Store>;
+  /** Closes whatever is still open and removes any files. */
+  cleanup: () => Promise<void>;
+}
+
+const ALICE: Origin = { participant: 'alice', device: 'phone-1', role: 'user' };
+
+function record(id: string, over: Partial<SessionRecord> = {}): SessionRecord {
+  return { id, createdAt: 1_700_000_000_000, expiresAt: null, metadata: {}, ...over };
+}
+
+function body(n: number, over: Partial<Omit<StoredEvent, 'seq'>> = {}): Omit<StoredEvent, 'seq'> {
+  return { ts: 1_700_000_000_000 + n, from: ALICE, kind: 'text.delta', data: { text: `t${n}` }, ...over };
+}
+
+/** An append; `p` is "producer/epoch/seq" shorthand, absent for relay-written events. */
+function entry(sessionId: string, n: number, p?: [string, number, number], over: Partial<Omit<StoredEvent, 'seq'>> = {}): AppendEntry {
+  const producer: ProducerRef | undefined = p && { id: p[0], epoch: p[1], seq: p[2] };
+  return { sessionId, ...(producer ? { producer } : {}), event: body(n, over) };
+}
+
+const appended = (seq: number): AppendOutcome => ({ status: 'appended', seq });
+const duplicate = (seq: number): AppendOutcome => ({ status: 'duplicate', seq });
+
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(LifelineError);
+  expect((err as LifelineError).code).toBe(code);
+}
+
+function sameBytes(actual: Uint8Array | undefined, expected: Uint8Array): void {
+  expect(actual).toBeInstanceOf(Uint8Array);
+  expect(actual!.byteLength).toBe(expected.byteLength);
+  expect(Buffer.compare(Buffer.from(actual!.buffer, actual!.byteOffset, actual!.byteLength), Buffer.from(expected))).toBe(0);
+}
+
+const texts = (events: StoredEvent[]): Json[] => events.map((e) => (e.data as { text: string }).text);
+
+export function runStoreContract(name: string, open: () => Promise<StoreFixture>): void {
+  describe(`Store contract: ${name}`, () => {
+    let fx: StoreFixture;
+    let store: Store;
+
+    beforeEach(async () => {
+      fx = await open();
+      store = fx.store;
+    });
+    afterEach(async () => {
+      await fx.cleanup();
+    });
+
+    describe('sessions', () => {
+      it('creates and gets a session with its metadata intact', async () => {
+        const metadata: Record<string, Json> = {
+          title: 'Support call — ünïcødé ✓',
+          n: 42,
+          f: 1.5,
+          ok: true,
+          none: null,
+          tags: ['a', 'b', 1, false],
+          nested: { deep: { list: [{ x: 1 }, []] } },
+        };
+        const rec = record('s1', { expiresAt: 1_700_000_360_000, metadata });
+        await store.createSession(rec);
+        expect(await store.getSession('s1')).toEqual(rec);
+        expect(await store.getSession('nope')).toBeUndefined();
+      });
+
+      it('throws SESSION_EXISTS for a duplicate id and keeps the original record', async () => {
+        await store.createSession(record('s1', { metadata: { v: 1 } }));
+        await expectCode(store.createSession(record('s1', { metadata: { v: 2 } })), 'SESSION_EXISTS');
+        expect((await store.getSession('s1'))?.metadata).toEqual({ v: 1 });
+      });
+
+      it('deletes a session and reports whether it existed', async () => {
+        await store.createSession(record('s1'));
+        await store.createSession(record('s2'));
+        expect(await store.deleteSession('s1')).toBe(true);
+        expect(await store.deleteSession('s1')).toBe(false);
+        expect(await store.deleteSession('never')).toBe(false);
+        expect(await store.getSession('s1')).toBeUndefined();
+        expect(await store.head('s1')).toBeUndefined();
+        expect(await store.getSession('s2')).toBeDefined();
+      });
+
+      it('lists expired sessions (expiresAt <= now), honouring the limit', async () => {
+        const now = 1_700_000_100_000;
+        await store.createSession(record('forever', { expiresAt: null }));
+        await store.createSession(record('past', { expiresAt: now - 1 }));
+        await store.createSession(record('exact', { expiresAt: now }));
+        await store.createSession(record('future', { expiresAt: now + 1 }));
+        expect((await store.expiredSessions(now, 10)).sort()).toEqual(['exact', 'past']);
+        const one = await store.expiredSessions(now, 1);
+        expect(one).toHaveLength(1);
+        expect(['exact', 'past']).toContain(one[0]);
+        expect(await store.expiredSessions(now, 0)).toEqual([]);
+        expect(await store.expiredSessions(now - 10, 10)).toEqual([]);
+        await store.deleteSession('past');
+        expect(await store.expiredSessions(now, 10)).toEqual(['exact']);
+      });
+    });
+
+    describe('append and read', () => {
+      beforeEach(async () => {
+        for (const id of ['a', 'b', 'c']) await store.createSession(record(id));
+      });
+
+      it('returns no outcomes for an empty batch', async () => {
+        expect(await store.append([])).toEqual([]);
+      });
+
+      it('assigns seq 1, 2, 3 per session, independently', async () => {
+        expect(await store.append([entry('a', 1)])).toEqual([appended(1)]);
+        expect(await store.append([entry('b', 1)])).toEqual([appended(1)]);
+        expect(await store.append([entry('a', 2)])).toEqual([appended(2)]);
+        expect(await store.append([entry('a', 3)])).toEqual([appended(3)]);
+        expect(await store.append([entry('b', 2)])).toEqual([appended(2)]);
+        expect(await store.head('a')).toBe(3);
+        expect(await store.head('b')).toBe(2);
+        expect(await store.head('c')).toBe(0);
+      });
+
+      it('appends one batch across several sessions', async () => {
+        const out = await store.append([entry('a', 1), entry('b', 1), entry('a', 2), entry('c', 1), entry('b', 2), entry('a', 3)]);
+        expect(out).toEqual([appended(1), appended(1), appended(2), appended(1), appended(2), appended(3)]);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3']);
+        expect(texts(await store.read('b', 0, 10))).toEqual(['t1', 't2']);
+        expect(texts(await store.read('c', 0, 10))).toEqual(['t1']);
+        expect([await store.head('a'), await store.head('b'), await store.head('c')]).toEqual([3, 2, 1]);
+      });
+
+      it('reads in order after a seq, paging by limit', async () => {
+        await store.append(Array.from({ length: 10 }, (_, i) => entry('a', i + 1)));
+        const all = await store.read('a', 0, 100);
+        expect(all.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        expect(texts(all)).toEqual(all.map((e) => `t${e.seq}`));
+        expect((await store.read('a', 0, 3)).map((e) => e.seq)).toEqual([1, 2, 3]);
+        expect((await store.read('a', 3, 3)).map((e) => e.seq)).toEqual([4, 5, 6]);
+        expect((await store.read('a', 9, 5)).map((e) => e.seq)).toEqual([10]);
+        expect(await store.read('a', 10, 5)).toEqual([]);
+        expect(await store.read('a', 0, 0)).toEqual([]);
+        expect(await store.read('b', 0, 10)).toEqual([]);
+        expect(await store.read('unknown', 0, 10)).toEqual([]);
+      });
+
+      it('round-trips every field of an event', async () => {
+        const data: Json = { text: 'hé 👋', id: 'm1', extra: { n: [1, 2.5, null, true], s: '' } };
+        const ev = body(1, { from: { participant: 'bot', device: 'srv', role: 'agent' }, track: 'main', data });
+        await store.append([{ sessionId: 'a', producer: { id: 'p', epoch: 3, seq: 0 }, event: ev }]);
+        const [got] = await store.read('a', 0, 1);
+        expect(got).toEqual({ ...ev, seq: 1 });
+      });
+
+      it('keeps track optional', async () => {
+        await store.append([entry('a', 1), entry('a', 2, undefined, { track: 'mic' })]);
+        const [first, second] = await store.read('a', 0, 10);
+        expect(first?.track).toBeUndefined();
+        expect(second?.track).toBe('mic');
+        expect(first?.bin).toBeUndefined();
+      });
+
+      it('round-trips binary payloads byte-exact', async () => {
+        const every = Uint8Array.from({ length: 256 }, (_, i) => i);
+        const big = new Uint8Array(64 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 2654435761) >>> 24;
+        const audio = { kind: 'audio.frame' as const, track: 'mic', data: { codec: 'opus' } };
+        await store.append([
+          entry('a', 1, ['mic', 0, 0], { ...audio, bin: every }),
+          entry('a', 2, ['mic', 0, 1], { ...audio, bin: big }),
+          entry('a', 3, ['mic', 0, 2], { ...audio, bin: new Uint8Array(0) }),
+        ]);
+        const [e1, e2, e3] = await store.read('a', 0, 10);
+        sameBytes(e1?.bin, every);
+        sameBytes(e2?.bin, big);
+        sameBytes(e3?.bin, new Uint8Array(0));
+      });
+
+      it('copies the binary payload on append (a reused input buffer does not change the event)', async () => {
+        const input = Buffer.from([1, 2, 3, 4]);
+        await store.append([entry('a', 1, undefined, { kind: 'audio.frame', data: { codec: 'opus' }, bin: input })]);
+        input.fill(0xff);
+        const [got] = await store.read('a', 0, 1);
+        sameBytes(got?.bin, new Uint8Array([1, 2, 3, 4]));
+      });
+
+      it('reports head: undefined for an unknown session, 0 for an empty one', async () => {
+        expect(await store.head('unknown')).toBeUndefined();
+        expect(await store.head('a')).toBe(0);
+        await store.append([entry('a', 1), entry('a', 2)]);
+        expect(await store.head('a')).toBe(2);
+      });
+
+      it('always appends relay-written entries (no producer)', async () => {
+        const out = await store.append([entry('a', 1), entry('a', 1), entry('a', 1), entry('b', 1)]);
+        expect(out).toEqual([appended(1), appended(2), appended(3), appended(1)]);
+        expect(await store.producer('a', 'anything')).toBeUndefined();
+      });
+
+      it('rejects SESSION_NOT_FOUND for one entry without affecting the others in the batch', async () => {
+        const out = await store.append([entry('a', 1, ['p', 0, 0]), entry('ghost', 1, ['p', 0, 0]), entry('a', 2, ['p', 0, 1]), entry('ghost', 2)]);
+        expect(out).toEqual([appended(1), { status: 'rejected', code: 'SESSION_NOT_FOUND' }, appended(2), { status: 'rejected', code: 'SESSION_NOT_FOUND' }]);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2']);
+        expect(await store.head('ghost')).toBeUndefined();
+        expect(await store.getSession('ghost')).toBeUndefined();
+        expect(await store.read('ghost', 0, 10)).toEqual([]);
+        expect(await store.producer('ghost', 'p')).toBeUndefined();
+      });
+    });
+
+    describe('idempotent producers', () => {
+      beforeEach(async () => {
+        await store.createSession(record('a'));
+        await store.createSession(record('b'));
+      });
+
+      it('accepts a new producer at seq 0, in any epoch, and records its state', async () => {
+        expect(await store.producer('a', 'p')).toBeUndefined();
+        expect(await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 2, ['q', 7, 0])])).toEqual([appended(1), appended(2)]);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 0, seq: 0 });
+        expect(await store.producer('a', 'q')).toEqual({ id: 'q', epoch: 7, seq: 0 });
+        expect(await store.producer('b', 'p')).toBeUndefined();
+        expect(await store.producer('unknown', 'p')).toBeUndefined();
+      });
+
+      it('accepts seq 0 and 1 of one producer in a single batch', async () => {
+        expect(await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 2, ['p', 0, 1])])).toEqual([appended(1), appended(2)]);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 0, seq: 1 });
+      });
+
+      it('treats a retry of seq 0 within the same batch as a duplicate of the original', async () => {
+        const out = await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 1, ['p', 0, 0])]);
+        expect(out).toEqual([appended(1), duplicate(1)]);
+        expect(await store.head('a')).toBe(1);
+        expect(await store.read('a', 0, 10)).toHaveLength(1);
+      });
+
+      it('answers a retry with the ORIGINAL seq, writing nothing', async () => {
+        await store.append([entry('a', 1, ['p', 0, 0])]);
+        await store.append([entry('a', 2)]);
+        await store.append([entry('a', 3, ['q', 0, 0])]);
+        await store.append([entry('a', 4, ['p', 0, 1])]);
+        expect(await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 4, ['p', 0, 1]), entry('a', 3, ['q', 0, 0])])).toEqual([
+          duplicate(1),
+          duplicate(4),
+          duplicate(3),
+        ]);
+        expect(await store.head('a')).toBe(4);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3', 't4']);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 0, seq: 1 });
+      });
+
+      it('rejects a stale epoch with STALE_EPOCH and the current state', async () => {
+        await store.append([entry('a', 1, ['p', 2, 0]), entry('a', 2, ['p', 2, 1])]);
+        for (const seq of [0, 1, 2, 9]) {
+          expect(await store.append([entry('a', 9, ['p', 1, seq])])).toEqual([
+            { status: 'rejected', code: 'STALE_EPOCH', current: { id: 'p', epoch: 2, seq: 1 } },
+          ]);
+        }
+        expect(await store.head('a')).toBe(2);
+      });
+
+      it('fences the old epoch once a new one starts at seq 0', async () => {
+        await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 2, ['p', 0, 1]), entry('a', 3, ['p', 0, 2])]);
+        expect(await store.append([entry('a', 4, ['p', 5, 0])])).toEqual([appended(4)]);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 5, seq: 0 });
+        const out = await store.append([entry('a', 5, ['p', 0, 3]), entry('a', 1, ['p', 0, 0])]);
+        expect(out.map((o) => o.status === 'rejected' && o.code)).toEqual(['STALE_EPOCH', 'STALE_EPOCH']);
+        expect(await store.append([entry('a', 5, ['p', 5, 1])])).toEqual([appended(5)]);
+      });
+
+      it('requires a new epoch to start at seq 0 (BAD_EPOCH_START)', async () => {
+        await store.append([entry('a', 1, ['p', 0, 0])]);
+        expect(await store.append([entry('a', 2, ['p', 1, 1])])).toEqual([
+          { status: 'rejected', code: 'BAD_EPOCH_START', current: { id: 'p', epoch: 0, seq: 0 } },
+        ]);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 0, seq: 0 });
+      });
+
+      it('rejects a skipped seq with SEQUENCE_GAP, then accepts the right next one', async () => {
+        await store.append([entry('a', 1, ['p', 0, 0])]);
+        expect(await store.append([entry('a', 2, ['p', 0, 2])])).toEqual([
+          { status: 'rejected', code: 'SEQUENCE_GAP', current: { id: 'p', epoch: 0, seq: 0 } },
+        ]);
+        expect(await store.append([entry('a', 2, ['p', 0, 1])])).toEqual([appended(2)]);
+      });
+
+      it('requires a new producer to start at seq 0 (SEQUENCE_GAP, no current state)', async () => {
+        const out = await store.append([entry('a', 1, ['p', 0, 1]), entry('a', 1, ['q', 3, 5])]);
+        expect(out).toEqual([
+          { status: 'rejected', code: 'SEQUENCE_GAP' },
+          { status: 'rejected', code: 'SEQUENCE_GAP' },
+        ]);
+        for (const o of out) expect(o.status === 'rejected' && o.current).toBeUndefined();
+        expect(await store.producer('a', 'p')).toBeUndefined();
+        expect(await store.producer('a', 'q')).toBeUndefined();
+      });
+
+      it('writes nothing for rejected entries and judges each entry against the ones before it', async () => {
+        await store.append([entry('a', 1, ['p', 1, 0])]);
+        const out = await store.append([
+          entry('a', 2, ['p', 1, 2]), // gap
+          entry('a', 2, ['p', 0, 0]), // stale
+          entry('a', 2, ['p', 2, 3]), // bad epoch start
+          entry('a', 2, ['p', 1, 1]), // ok
+          entry('a', 3, ['p', 1, 3]), // gap again
+          entry('a', 3, ['p', 1, 2]), // ok
+        ]);
+        expect(out.map((o) => (o.status === 'rejected' ? o.code : o.seq))).toEqual(['SEQUENCE_GAP', 'STALE_EPOCH', 'BAD_EPOCH_START', 2, 'SEQUENCE_GAP', 3]);
+        expect(await store.head('a')).toBe(3);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3']);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 1, seq: 2 });
+
+        const before = await store.read('a', 0, 10);
+        await store.append([entry('a', 9, ['p', 1, 9]), entry('a', 9, ['p', 0, 0]), entry('a', 9, ['z', 0, 1])]);
+        expect(await store.head('a')).toBe(3);
+        expect(await store.read('a', 0, 10)).toEqual(before);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 1, seq: 2 });
+        expect(await store.producer('a', 'z')).toBeUndefined();
+      });
+
+      it('keeps producer state per session', async () => {
+        expect(await store.append([entry('a', 1, ['p', 0, 0]), entry('b', 1, ['p', 0, 0]), entry('a', 2, ['p', 0, 1])])).toEqual([
+          appended(1),
+          appended(1),
+          appended(2),
+        ]);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 0, seq: 1 });
+        expect(await store.producer('b', 'p')).toEqual({ id: 'p', epoch: 0, seq: 0 });
+      });
+
+      it('deleteSession removes events and producer state: a re-created session starts fresh', async () => {
+        await store.append([entry('a', 1, ['p', 3, 0]), entry('a', 2, ['p', 3, 1]), entry('b', 1, ['p', 0, 0])]);
+        expect(await store.deleteSession('a')).toBe(true);
+        expect(await store.read('a', 0, 10)).toEqual([]);
+        expect(await store.producer('a', 'p')).toBeUndefined();
+
+        await store.createSession(record('a'));
+        expect(await store.head('a')).toBe(0);
+        expect(await store.read('a', 0, 10)).toEqual([]);
+        expect(await store.producer('a', 'p')).toBeUndefined();
+        // Epoch 0 would be stale and seq 2 a gap under the old state; both are fine now.
+        expect(await store.append([entry('a', 7, ['p', 0, 0])])).toEqual([appended(1)]);
+        expect(await store.append([entry('a', 8, ['p', 0, 2])])).toEqual([
+          { status: 'rejected', code: 'SEQUENCE_GAP', current: { id: 'p', epoch: 0, seq: 0 } },
+        ]);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t7']);
+        // The other session is untouched.
+        expect(await store.head('b')).toBe(1);
+        expect(await store.producer('b', 'p')).toEqual({ id: 'p', epoch: 0, seq: 0 });
+      });
+    });
+
+    describe('durability across close and reopen', () => {
+      async function reopen(): Promise<void> {
+        await store.close();
+        store = await fx.reopen!();
+      }
+
+      it('keeps session records, events and heads', async (ctx) => {
+        if (!fx.reopen) return ctx.skip('backend is not durable');
+        const rec = record('a', { expiresAt: 5, metadata: { who: 'me', n: [1, 2] } });
+        await store.createSession(rec);
+        await store.createSession(record('b'));
+        await store.createSession(record('gone'));
+        const bin = Uint8Array.from([0, 255, 7, 128]);
+        await store.append([entry('a', 1), entry('a', 2, ['mic', 0, 0], { kind: 'audio.frame', track: 'mic', data: { codec: 'opus' }, bin })]);
+        await store.deleteSession('gone');
+        const before = await store.read('a', 0, 10);
+
+        await reopen();
+        expect(await store.getSession('a')).toEqual(rec);
+        expect(await store.getSession('gone')).toBeUndefined();
+        expect(await store.expiredSessions(10, 10)).toEqual(['a']);
+        expect(await store.head('a')).toBe(2);
+        expect(await store.head('b')).toBe(0);
+        const after = await store.read('a', 0, 10);
+        expect(after).toEqual(before);
+        sameBytes(after[1]?.bin, bin);
+        expect(await store.append([entry('a', 3), entry('b', 1)])).toEqual([appended(3), appended(1)]);
+      });
+
+      it('keeps producer state: retries still return the original seq, stale epochs stay fenced', async (ctx) => {
+        if (!fx.reopen) return ctx.skip('backend is not durable');
+        await store.createSession(record('a'));
+        await store.append([entry('a', 1, ['p', 0, 0]), entry('a', 2, ['p', 0, 1]), entry('a', 3, ['p', 1, 0]), entry('a', 4)]);
+
+        await reopen();
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 1, seq: 0 });
+        const out = await store.append([
+          entry('a', 3, ['p', 1, 0]),
+          entry('a', 2, ['p', 0, 1]),
+          entry('a', 9, ['p', 1, 2]),
+          entry('a', 5, ['p', 1, 1]),
+        ]);
+        expect(out).toEqual([
+          duplicate(3),
+          { status: 'rejected', code: 'STALE_EPOCH', current: { id: 'p', epoch: 1, seq: 0 } },
+          { status: 'rejected', code: 'SEQUENCE_GAP', current: { id: 'p', epoch: 1, seq: 0 } },
+          appended(5),
+        ]);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3', 't4', 't5']);
+      });
+    });
+  });
+}
