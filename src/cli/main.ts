@@ -33,8 +33,9 @@ program
   .option('--max-frame-bytes <n>', 'largest frame accepted (env LIFELINE_MAX_FRAME_BYTES)', int, envInt('LIFELINE_MAX_FRAME_BYTES'))
   .option('--heartbeat-ms <n>', 'client ping interval asked for (env LIFELINE_HEARTBEAT_MS)', int, envInt('LIFELINE_HEARTBEAT_MS'))
   .option('--idle-timeout-ms <n>', 'close connections silent this long (env LIFELINE_IDLE_TIMEOUT_MS)', int, envInt('LIFELINE_IDLE_TIMEOUT_MS'))
+  .option('--rtc-ice-host <addr...>', 'addresses WebRTC advertises, e.g. 127.0.0.1 (env LIFELINE_RTC_ICE_HOSTS, comma-separated)', env['LIFELINE_RTC_ICE_HOSTS']?.split(',').filter(Boolean))
   .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
-  .action(async (o: Record<string, string | number | undefined>) => {
+  .action(async (o: Record<string, string | number | string[] | undefined>) => {
     let secret = o['secret'] as string | undefined;
     if (!secret) {
       const found = defaultSecret(String(o['store']));
@@ -52,6 +53,7 @@ program
       ...(o['heartbeatMs'] !== undefined ? { heartbeatMs: Number(o['heartbeatMs']) } : {}),
       ...(o['idleTimeoutMs'] !== undefined ? { idleTimeoutMs: Number(o['idleTimeoutMs']) } : {}),
       ...(o['window'] !== undefined ? { window: Number(o['window']) } : {}),
+      ...(o['rtcIceHost'] !== undefined ? { rtcIceHosts: o['rtcIceHost'] as unknown as string[] } : {}),
     });
     const url = await relay.listen();
     process.stdout.write(`listening on ${url}\n`);

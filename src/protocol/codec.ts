@@ -66,7 +66,14 @@ function parseRaw(raw: string | Uint8Array): unknown {
   throw new LifelineError('BAD_FRAME', 'binary payload on a frame that takes none');
 }
 
-function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: ReadonlySet<string>): T {
+/** Most frames one coalesced message may carry. */
+export const MAX_BATCH_FRAMES = 1024;
+
+/**
+ * Parses one transport message into the raw values of its frames: one for an ordinary message,
+ * several for a coalesced text message (a JSON array of frames). Throws LifelineError(BAD_FRAME).
+ */
+export function parseMessage(raw: string | Uint8Array): unknown[] {
   let value: unknown;
   try {
     value = parseRaw(raw);
@@ -74,6 +81,14 @@ function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: Re
     if (err instanceof LifelineError) throw err;
     throw new LifelineError('BAD_FRAME', 'frame is not valid JSON');
   }
+  if (!Array.isArray(value)) return [value];
+  if (value.length === 0 || value.length > MAX_BATCH_FRAMES) {
+    throw new LifelineError('BAD_FRAME', `a batch holds 1 to ${MAX_BATCH_FRAMES} frames`);
+  }
+  return value;
+}
+
+function validateWith<T>(value: unknown, schema: z.ZodType<T>, known: ReadonlySet<string>): T {
   const type = value && typeof value === 'object' ? (value as { type?: unknown }).type : undefined;
   if (typeof type !== 'string') throw new LifelineError('BAD_FRAME', 'frame has no type');
   if (!known.has(type)) throw new LifelineError('UNKNOWN_FRAME', `unknown frame type "${type.slice(0, 40)}"`);
@@ -82,12 +97,30 @@ function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: Re
   return parsed.data;
 }
 
+function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: ReadonlySet<string>): T {
+  const values = parseMessage(raw);
+  if (values.length !== 1 || (typeof raw === 'string' && raw.trimStart().startsWith('['))) {
+    throw new LifelineError('BAD_FRAME', 'expected one frame, got a batch');
+  }
+  return validateWith(values[0], schema, known);
+}
+
 const CLIENT_TYPES: ReadonlySet<string> = new Set(['hello', 'append', 'ack', 'subscribe', 'ping']);
-const SERVER_TYPES: ReadonlySet<string> = new Set(['welcome', 'event', 'appended', 'pong', 'error']);
+const SERVER_TYPES: ReadonlySet<string> = new Set(['welcome', 'event', 'appended', 'pong', 'error', 'restart']);
 
 /** Decodes and validates a frame sent by a client. Throws LifelineError(BAD_FRAME | UNKNOWN_FRAME). */
 export function decodeClientFrame(raw: string | Uint8Array): ClientFrame {
   return decodeWith(raw, ClientFrameSchema, CLIENT_TYPES);
+}
+
+/** Validates one parsed value (from parseMessage) as a client frame. */
+export function validateClientFrame(value: unknown): ClientFrame {
+  return validateWith(value, ClientFrameSchema, CLIENT_TYPES);
+}
+
+/** Validates one parsed value (from parseMessage) as a relay frame. */
+export function validateServerFrame(value: unknown): ServerFrame {
+  return validateWith(value, ServerFrameSchema, SERVER_TYPES);
 }
 
 /** Decodes and validates a frame sent by the relay. */

@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   CONNECTION_CLOSED: { status: 503, close: 4503, message: 'connection closed' },
   SHUTTING_DOWN: { status: 503, close: 4503, message: 'relay is shutting down' },
   NOT_FOUND: { status: 404, close: 4404, message: 'no such route' },
+  CONNECTION_NOT_FOUND: { status: 404, close: 4404, message: 'no such connection' },
+  BAD_SDP: { status: 400, close: 4400, message: 'SDP offer is malformed or unusable' },
   INTERNAL: { status: 500, close: 4500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; close: number; message: string }>;
 

@@ -101,12 +101,16 @@ export const ErrorFrameSchema = z.object({
   fatal: z.boolean(),
 });
 
+/** The relay asks the client to restart ICE on its peer connection (WebRTC only). */
+export const RestartSchema = z.object({ type: z.literal('restart'), reason: z.string().max(200) });
+
 export const ServerFrameSchema = z.discriminatedUnion('type', [
   WelcomeSchema,
   EventFrameSchema,
   AppendedSchema,
   PongSchema,
   ErrorFrameSchema,
+  RestartSchema,
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 export type WelcomeFrame = z.infer<typeof WelcomeSchema>;

@@ -17,6 +17,10 @@ export const RelayConfigSchema = z.object({
   idleTimeoutMs: z.number().int().min(100).max(600_000).default(5000),
   sweepIntervalMs: z.number().int().min(100).default(30_000),
   ringSize: z.number().int().min(16).max(1_000_000).default(1024),
+  /** Addresses WebRTC advertises and pairs; empty for every interface. */
+  rtcIceHosts: z.array(z.ipv4()).default([]),
+  /** UDP port range for WebRTC, e.g. [40000, 40999]; absent for any. */
+  rtcPortRange: z.tuple([z.number().int().min(1024).max(65535), z.number().int().min(1024).max(65535)]).optional(),
 });
 
 export type RelayConfig = z.infer<typeof RelayConfigSchema>;

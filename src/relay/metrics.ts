@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ConnectionObserver } from '../transport/index.js';
+import type { ConnectionObserver, RtcTransport } from '../transport/index.js';
 import type { Timeline, TimelineObserver } from '../timeline/index.js';
 
 /** The relay's Prometheus metrics (text format at /metrics), one registry per relay. */
@@ -14,6 +14,7 @@ export class RelayMetrics {
   readonly #batch: Histogram;
   readonly #commitSeconds: Histogram;
   readonly #expired: Counter;
+  readonly #restarts: Histogram;
 
   constructor() {
     const registers = [this.registry];
@@ -37,6 +38,27 @@ export class RelayMetrics {
       registers,
     });
     this.#expired = new Counter({ name: 'lifeline_sessions_expired_total', help: 'Sessions reclaimed after their TTL', registers });
+    this.#restarts = new Histogram({
+      name: 'lifeline_ice_restart_signaling_seconds',
+      help: 'Time the relay took to answer an ICE restart offer',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+  }
+
+  iceRestarted(ms: number): void {
+    this.#restarts.observe(ms / 1000);
+  }
+
+  watchRtc(rtc: RtcTransport): void {
+    new Gauge({
+      name: 'lifeline_rtc_peers',
+      help: 'Open WebRTC peer connections',
+      registers: [this.registry],
+      collect() {
+        this.set(rtc.peers.size);
+      },
+    });
   }
 
   /** Gauges read from the timeline at scrape time. */

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { LifelineError } from '../protocol/index.js';
 import { openStore } from '../store/index.js';
 import { Timeline } from '../timeline/index.js';
-import { registerWsTransport } from '../transport/index.js';
+import { RtcTransport, registerWsTransport } from '../transport/index.js';
 import type { ConnectionLimits } from '../transport/index.js';
 import { Authenticator } from './auth.js';
 import { parseConfig } from './config.js';
@@ -22,6 +22,7 @@ export interface Relay {
   readonly timeline: Timeline;
   readonly metrics: RelayMetrics;
   readonly connections: ConnectionRegistry;
+  readonly rtc: RtcTransport;
   readonly log: Logger;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;
@@ -75,6 +76,21 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     },
   });
 
+  const rtc = new RtcTransport({
+    timeline,
+    limits,
+    authorize: (req, sessionId) => auth.forSession(req, sessionId),
+    registry: connections,
+    observer: {
+      ...connectionObserver,
+      failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
+    },
+    rtc: { iceHosts: config.rtcIceHosts, icePortRange: config.rtcPortRange },
+    onRestart: (_peer, ms) => metrics.iceRestarted(ms),
+  });
+  rtc.register(app);
+  metrics.watchRtc(rtc);
+
   timeline.startSweeper(config.sweepIntervalMs, (err) => log.error({ err }, 'expiry sweep failed'));
 
   let closing: Promise<void> | undefined;
@@ -84,6 +100,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     timeline,
     metrics,
     connections,
+    rtc,
     log,
     async listen() {
       const address = await app.listen({ host: config.host, port: config.port });
@@ -94,6 +111,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     close() {
       closing ??= (async () => {
         for (const c of connections.all()) c.fail(new LifelineError('SHUTTING_DOWN'));
+        rtc.closeAll();
         await app.close();
         await timeline.close();
       })();

@@ -10,6 +10,12 @@ export interface ClientLink {
   onMessage: ((data: string | Uint8Array) => void) | undefined;
   /** Set by the core; called once when the link is gone, whoever closed it. */
   onClose: ((code: number, reason: string) => void) | undefined;
+  /**
+   * Repairs the path in place (WebRTC: an ICE restart on the living peer connection; DTLS and
+   * SCTP survive). Resolves when signaling is done; the core then waits for traffic. Absent on
+   * links that cannot (WebSocket): the core reconnects instead.
+   */
+  restart?(signal: AbortSignal): Promise<void>;
 }
 
 export interface ConnectTarget {
@@ -22,6 +28,8 @@ export interface ConnectTarget {
 export interface ClientTransport {
   /** A short name for state events and logs: "ws", "webrtc". */
   readonly name: string;
+  /** Heartbeat interval this transport wants (overrides the relay's suggestion). */
+  readonly heartbeatMs?: number;
   /** Opens a link; rejects if it cannot be opened. */
   connect(target: ConnectTarget, signal: AbortSignal): Promise<ClientLink>;
 }

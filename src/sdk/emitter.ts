@@ -7,8 +7,9 @@ export class Emitter<Events extends { [K in keyof Events]: (...args: never[]) =>
     if (!set) this.#listeners.set(name, (set = new Set()));
     set.add(listener);
     return () => {
-      set.delete(listener);
-      if (set.size === 0) this.#listeners.delete(name);
+      // Only drop the name if it still maps to this (now empty) set: a second call, or a call
+      // after clear(), must not remove listeners subscribed since.
+      if (set.delete(listener) && set.size === 0 && this.#listeners.get(name) === set) this.#listeners.delete(name);
     };
   }
 

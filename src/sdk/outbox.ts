@@ -20,6 +20,8 @@ export class Outbox {
   readonly #pending = new Map<number, Pending>();
   readonly #max: number;
   #spaceWaiters: (() => void)[] = [];
+  /** Room promised by waitForRoom() to an add() that has not happened yet. */
+  #reserved = 0;
   #fenced: LifelineError | undefined;
 
   constructor(producerId: string, epoch: number, max: number) {
@@ -55,16 +57,22 @@ export class Outbox {
     this.#nextSeq = 0;
   }
 
-  /** Waits until there is room (bounded outbox: back-pressure for fast producers). */
+  /**
+   * Waits until there is room and holds it for the next add() (bounded outbox: back-pressure for
+   * fast producers). The hold matters: add() runs a microtask later, so without it every append
+   * started in the same tick would see the same free room.
+   */
   async waitForRoom(): Promise<void> {
-    while (this.#pending.size >= this.#max && !this.#fenced) {
+    while (this.#pending.size + this.#reserved >= this.#max && !this.#fenced) {
       await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
     }
+    if (!this.#fenced) this.#reserved++;
   }
 
   /** Adds an append; returns its frame (to send now if connected) and a promise of its offset. */
   add(body: EventBody): { frame: AppendFrame; offset: Promise<string> } {
     if (this.#fenced) throw this.#fenced;
+    if (this.#reserved > 0) this.#reserved--;
     const frame: AppendFrame = {
       type: 'append',
       producer: { id: this.producerId, epoch: this.#epoch, seq: this.#nextSeq++ },
@@ -109,6 +117,7 @@ export class Outbox {
 
   failAll(err: LifelineError): void {
     this.#fenced ??= err;
+    this.#reserved = 0;
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
     this.#wake();

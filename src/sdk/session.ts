@@ -3,7 +3,8 @@ import {
   PROTOCOL_VERSION,
   START_OFFSET,
   checkEventBody,
-  decodeServerFrame,
+  parseMessage,
+  validateServerFrame,
   encodeFrame,
   formatOffset,
   isErrorCode,
@@ -23,7 +24,15 @@ export interface SessionOptions {
   url: string;
   /** Access token (see mintToken); scoped to one session, participant and role. */
   token: string;
-  transport: ClientTransport;
+  /**
+   * How to reach the relay. Several: the first is preferred; after `fallbackAfterFailures`
+   * failed connection attempts the next is used (e.g. [webrtc, ws] when UDP is blocked).
+   */
+  transport: ClientTransport | ClientTransport[];
+  /** Failed attempts on one transport before falling back to the next (default 2). */
+  fallbackAfterFailures?: number;
+  /** Bound on an in-place repair (ICE restart) before a full reconnect (default 2000 ms). */
+  restartTimeoutMs?: number;
   /** Session id; by default the one the token names. */
   session?: string;
   /** This device's (or tab's) id; random by default. */
@@ -39,9 +48,9 @@ export interface SessionOptions {
   resume?: string;
   /** Events the relay may send ahead of our acknowledgements (default: the relay's choice). */
   window?: number;
-  /** Ping interval; default: the relay's suggestion (welcome.heartbeatMs). */
+  /** Ping interval; default: the transport's wish, else the relay's suggestion (welcome.heartbeatMs). */
   heartbeatMs?: number;
-  /** Missed heartbeats before the link counts as lost (default 3). */
+  /** Heartbeat intervals without any frame from the relay before the link counts as lost (default 2.5). */
   heartbeatMisses?: number;
   reconnect?: ReconnectPolicy;
   /** Appends waiting for acknowledgement before append() waits for room (default 4096). */
@@ -52,15 +61,25 @@ export interface SessionOptions {
   connectTimeoutMs?: number;
 }
 
-export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'resumed' | 'closed';
+/**
+ * `connected` first time; `reconnecting` when the link is lost (mode `restart`: repairing it in
+ * place; `reconnect`: a new link); `restarted` when an in-place repair healed it; `resumed` when a
+ * new link took over from where the stream was; `fallback` when switching to the next transport;
+ * `closed` for good.
+ */
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'restarted' | 'resumed' | 'fallback' | 'closed';
 
 export interface StateChange {
   state: ConnectionState;
   transport: string;
   /** Milliseconds since the epoch. */
   at: number;
-  /** For `resumed`: how long the session was without a link. */
+  /** For `restarted` and `resumed`: how long the session was without a working link. */
   downMs?: number;
+  /** For `reconnecting`: repair in place, or a new link. */
+  mode?: 'restart' | 'reconnect';
+  /** For `reconnecting`: why (heartbeat, link closed, relay asked, restart failed). */
+  reason?: string;
   /** For `reconnecting`: the attempt about to be made (0-based) and its delay. */
   attempt?: number;
   delayMs?: number;
@@ -129,12 +148,20 @@ export class LifelineSession {
   #abort: AbortController | undefined;
   #firstWelcome: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   #rtt: number | undefined;
+  readonly #transports: ClientTransport[];
+  #transportIndex = 0;
+  #failures = 0;
+  #restart: { abort: AbortController; timer: ReturnType<typeof setTimeout> } | undefined;
+  #welcomeTimeout: ReturnType<typeof setTimeout> | undefined;
+  #lastWelcomedLink: ClientLink | undefined;
 
   private constructor(opts: SessionOptions) {
     this.#opts = opts;
     this.id = opts.session ?? sessionOfToken(opts.token);
     this.device = opts.device ?? randomId('d-');
     this.#policy = opts.reconnect ?? new ExponentialBackoff();
+    this.#transports = Array.isArray(opts.transport) ? [...opts.transport] : [opts.transport];
+    if (this.#transports.length === 0) throw new LifelineError('BAD_REQUEST', 'no transport');
     this.#outbox = new Outbox(opts.producer ?? this.device, opts.epoch ?? 0, opts.maxOutbox ?? 4096);
     this.stream = new EventStream(
       opts.window ?? 512,
@@ -178,6 +205,20 @@ export class LifelineSession {
     return this.#rtt;
   }
 
+  /** The transport in use (or being tried). */
+  get transport(): string {
+    return this.#transport.name;
+  }
+
+  get #transport(): ClientTransport {
+    return this.#transports[this.#transportIndex]!;
+  }
+
+  /** A link the relay has welcomed: frames sent now will be handled (even mid-restart). */
+  get #open(): boolean {
+    return this.#link !== undefined && this.#link === this.#lastWelcomedLink;
+  }
+
   get welcome(): WelcomeFrame | undefined {
     return this.#welcome;
   }
@@ -200,7 +241,7 @@ export class LifelineSession {
     await this.#outbox.waitForRoom();
     if (this.#closed) throw new LifelineError('CONNECTION_CLOSED');
     const { frame, offset } = this.#outbox.add(body);
-    if (this.#state === 'connected' || this.#state === 'resumed') this.#send(frame);
+    if (this.#open) this.#send(frame);
     return offset;
   }
 
@@ -239,16 +280,17 @@ export class LifelineSession {
     const timeout = setTimeout(() => abort.abort(), this.#opts.connectTimeoutMs ?? 5000);
     let link: ClientLink;
     try {
-      link = await this.#opts.transport.connect({ baseUrl: this.#opts.url, sessionId: this.id, token: this.#opts.token }, abort.signal);
-    } catch {
+      link = await this.#transport.connect({ baseUrl: this.#opts.url, sessionId: this.id, token: this.#opts.token }, abort.signal);
+    } catch (err) {
       clearTimeout(timeout);
-      this.#linkLost(undefined);
+      this.#failures++;
+      this.#linkLost(err instanceof LifelineError && err.code !== 'CONNECTION_CLOSED' ? err.code : undefined, 'connect failed');
       return;
     }
     if (this.#closed || abort.signal.aborted) {
       clearTimeout(timeout);
       link.close(1000, 'closed');
-      if (!this.#closed) this.#linkLost(undefined);
+      if (!this.#closed) this.#linkLost(undefined, 'connect timed out');
       return;
     }
     this.#link = link;
@@ -256,7 +298,9 @@ export class LifelineSession {
     link.onMessage = (data) => this.#receive(link, data);
     link.onClose = () => {
       clearTimeout(timeout);
-      if (this.#link === link) this.#linkLost(this.#lastError);
+      if (this.#link !== link) return;
+      if (this.#lastWelcomedLink !== link) this.#failures++;
+      this.#linkLost(this.#lastError, 'link closed');
     };
     abort.signal.addEventListener('abort', () => {
       if (this.#link === link && !this.#welcome) link.close(4000, 'connect timeout');
@@ -265,7 +309,6 @@ export class LifelineSession {
     this.#sendHello(link);
   }
 
-  #welcomeTimeout: ReturnType<typeof setTimeout> | undefined;
 
   #sendHello(link: ClientLink): void {
     const resume = this.#position !== undefined ? formatOffset(this.#position) : (this.#opts.resume ?? START_OFFSET);
@@ -283,13 +326,28 @@ export class LifelineSession {
   #receive(link: ClientLink, raw: string | Uint8Array): void {
     if (this.#link !== link) return;
     this.#lastFrameAt = Date.now();
-    let frame: ServerFrame;
+    let values: unknown[];
     try {
-      frame = decodeServerFrame(raw);
+      values = parseMessage(raw);
     } catch (err) {
       this.#emitter.emit('error', err instanceof LifelineError ? err : new LifelineError('BAD_FRAME'));
       return;
     }
+    for (const value of values) {
+      let frame: ServerFrame;
+      try {
+        frame = validateServerFrame(value);
+      } catch (err) {
+        this.#emitter.emit('error', err instanceof LifelineError ? err : new LifelineError('BAD_FRAME'));
+        continue;
+      }
+      if (this.#link !== link) return;
+      if (this.#restart) this.#restarted();
+      this.#onFrame(frame);
+    }
+  }
+
+  #onFrame(frame: ServerFrame): void {
     switch (frame.type) {
       case 'welcome':
         this.#onWelcome(frame);
@@ -311,6 +369,9 @@ export class LifelineSession {
         if (frame.code === 'STALE_EPOCH') this.#emitter.emit('error', err);
         return;
       }
+      case 'restart':
+        if (this.#link?.restart && !this.#restart) this.#startRestart(this.#link, `relay asked: ${frame.reason}`);
+        return;
     }
   }
 
@@ -330,10 +391,12 @@ export class LifelineSession {
       this.#acked = this.#position;
     }
     this.#attempt = 0;
+    this.#failures = 0;
+    this.#lastWelcomedLink = this.#link;
     const downMs = first ? undefined : Date.now() - this.#lostAt;
     this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
     for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
-    this.#startHeartbeat(this.#opts.heartbeatMs ?? w.heartbeatMs);
+    this.#startHeartbeat(this.#opts.heartbeatMs ?? this.#transport.heartbeatMs ?? w.heartbeatMs);
     if (first) {
       this.#firstWelcome?.resolve();
       this.#firstWelcome = undefined;
@@ -364,7 +427,7 @@ export class LifelineSession {
 
   #sendAck(): void {
     if (this.#position === undefined || this.#position <= this.#acked) return;
-    if (this.#state !== 'connected' && this.#state !== 'resumed') return;
+    if (!this.#open) return;
     this.#acked = this.#position;
     this.#send({ type: 'ack', offset: formatOffset(this.#position) });
   }
@@ -379,28 +442,83 @@ export class LifelineSession {
     this.#send({ type: 'subscribe', from });
   }
 
+  /**
+   * Pings every `intervalMs` and checks twice as often whether the relay has gone silent for
+   * `misses` intervals. Silence means the path is gone: repair in place if the link can, else
+   * reconnect.
+   */
   #startHeartbeat(intervalMs: number): void {
     clearInterval(this.#heartbeat);
-    const misses = this.#opts.heartbeatMisses ?? 3;
+    const lossAfterMs = intervalMs * (this.#opts.heartbeatMisses ?? 2.5);
     this.#lastFrameAt = Date.now();
+    let lastPing = 0;
     this.#heartbeat = setInterval(() => {
       const link = this.#link;
       if (!link) return;
-      if (Date.now() - this.#lastFrameAt > intervalMs * misses) {
-        this.#linkLost(undefined);
-        link.close(4000, 'heartbeat timeout');
-        return;
+      const now = Date.now();
+      if (!this.#restart && now - this.#lastFrameAt > lossAfterMs) {
+        if (link.restart) {
+          this.#startRestart(link, 'heartbeat');
+        } else {
+          this.#linkLost(undefined, 'heartbeat');
+          link.close(4000, 'heartbeat timeout');
+          return;
+        }
       }
-      this.#send({ type: 'ping', id: ++this.#pingId, t: Date.now() });
-    }, intervalMs);
+      if (now - lastPing >= intervalMs - 1) {
+        lastPing = now;
+        this.#send({ type: 'ping', id: ++this.#pingId, t: now });
+      }
+    }, Math.max(10, intervalMs / 2));
+  }
+
+  /** Repairs the living link (ICE restart); a full reconnect if it has not healed in time. */
+  #startRestart(link: ClientLink, reason: string): void {
+    this.#lostAt = Date.now();
+    const abort = new AbortController();
+    const fail = (why: string): void => {
+      if (this.#restart?.abort !== abort) return;
+      this.#clearRestart();
+      if (this.#link !== link) return;
+      this.#linkLost(undefined, why);
+      link.close(4000, why);
+    };
+    const timer = setTimeout(() => fail('restart timed out'), this.#opts.restartTimeoutMs ?? 2000);
+    this.#restart = { abort, timer };
+    this.#emit('reconnecting', { mode: 'restart', reason });
+    link.restart!(abort.signal).then(
+      () => {
+        // Prod the association: a few frames in separate packets make the far side report any
+        // gap at once (fast retransmit) instead of waiting for SCTP's 1 s retransmission timer.
+        for (let i = 0; i < 4; i++) {
+          setTimeout(() => {
+            if (this.#link === link) this.#send({ type: 'ping', id: ++this.#pingId, t: Date.now() });
+          }, i * 5);
+        }
+      },
+      () => fail('restart failed'),
+    );
+  }
+
+  #restarted(): void {
+    this.#clearRestart();
+    this.#emit('restarted', { downMs: Date.now() - this.#lostAt });
+  }
+
+  #clearRestart(): void {
+    if (!this.#restart) return;
+    clearTimeout(this.#restart.timer);
+    this.#restart.abort.abort();
+    this.#restart = undefined;
   }
 
   #send(frame: ClientFrame): void {
     this.#link?.send(encodeFrame(frame));
   }
 
-  #linkLost(error: ErrorCode | undefined): void {
+  #linkLost(error: ErrorCode | undefined, reason: string): void {
     if (this.#state === 'closed') return;
+    this.#clearRestart();
     const link = this.#link;
     this.#link = undefined;
     if (link) {
@@ -411,8 +529,8 @@ export class LifelineSession {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     clearTimeout(this.#welcomeTimeout);
-    if (this.#state !== 'reconnecting' && this.#state !== 'connecting') this.#lostAt = Date.now();
-    if (this.#state === 'connected' || this.#state === 'resumed') this.#acked = this.#position ?? 0;
+    if (this.#state === 'connected' || this.#state === 'resumed' || this.#state === 'restarted') this.#lostAt = Date.now();
+    if (this.#state !== 'connecting') this.#acked = this.#position ?? 0;
     const elapsedMs = this.#state === 'connecting' ? 0 : Date.now() - this.#lostAt;
     const delay = this.#policy.nextRetryDelayMs({ attempt: this.#attempt, elapsedMs, errorCode: error });
     if (delay === null) {
@@ -420,18 +538,25 @@ export class LifelineSession {
       this.#shutdown(err);
       return;
     }
-    if (this.#welcome) this.#emit('reconnecting', { attempt: this.#attempt, delayMs: delay, ...(error ? { error } : {}) });
+    const fallbackAfter = this.#opts.fallbackAfterFailures ?? 2;
+    if (this.#failures >= fallbackAfter && this.#transportIndex < this.#transports.length - 1) {
+      this.#transportIndex++;
+      this.#failures = 0;
+      this.#emit('fallback', { reason: `${fallbackAfter} failed attempts` });
+    }
+    if (this.#welcome) this.#emit('reconnecting', { mode: 'reconnect', reason, attempt: this.#attempt, delayMs: delay, ...(error ? { error } : {}) });
     this.#attempt++;
     this.#retryTimer = setTimeout(() => void this.#attemptConnect(), delay);
   }
 
   #emit(state: ConnectionState, extra: Partial<StateChange> = {}): void {
     this.#state = state;
-    this.#emitter.emit('state', { state, transport: this.#opts.transport.name, at: Date.now(), ...extra });
+    this.#emitter.emit('state', { state, transport: this.#transport.name, at: Date.now(), ...extra });
   }
 
   #shutdown(err: LifelineError | undefined): void {
     if (this.#state === 'closed') return;
+    this.#clearRestart();
     clearInterval(this.#heartbeat);
     clearTimeout(this.#ackTimer);
     clearTimeout(this.#retryTimer);
@@ -455,7 +580,7 @@ export class LifelineSession {
   /** Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED. */
   close(): void {
     if (this.#state === 'closed') return;
-    if (this.#state === 'connected' || this.#state === 'resumed') this.#sendAck();
+    if (this.#open) this.#sendAck();
     this.#shutdown(undefined);
   }
 }

@@ -145,8 +145,10 @@ export class Timeline {
     // With the record cached this runs synchronously up to submit(), so appends made in order
     // are committed in order without waiting for each other.
     const record = this.#records.get(sessionId);
-    if (!record) await this.session(sessionId);
-    else if (record.expiresAt !== null && record.expiresAt <= this.#now()) throw sessionEndedError(sessionId, 'expired');
+    if (!record) {
+      await this.session(sessionId);
+      this.#assertOpen(); // close() may have drained the committer while we looked the session up
+    } else if (record.expiresAt !== null && record.expiresAt <= this.#now()) throw sessionEndedError(sessionId, 'expired');
     if (this.#committer.backlog + inputs.length > this.#maxBacklog) {
       return inputs.map(() => ({ ok: false, error: new LifelineError('OUTBOX_FULL', 'relay commit backlog is full') }));
     }
@@ -199,6 +201,11 @@ export class Timeline {
     this.#assertOpen();
     await this.session(sessionId);
     const live = await this.#hold(sessionId);
+    if (this.#closed) {
+      // close() ended every live session while we were opening this one: it would never be ended.
+      this.#releaseLive(live);
+      throw new LifelineError('SHUTTING_DOWN');
+    }
     if (afterSeq > live.head) {
       const head = await this.head(sessionId);
       if (afterSeq > head) {
@@ -247,6 +254,7 @@ export class Timeline {
 
   /** Sweeps expired sessions every `intervalMs` until close(). */
   startSweeper(intervalMs: number, onError: (err: unknown) => void): void {
+    if (this.#closed) return; // close() would never clear it
     this.#sweeper ??= setInterval(() => {
       this.sweepExpired().catch(onError);
     }, intervalMs);

@@ -4,3 +4,8 @@ export { ProtocolConnection, DEFAULT_LIMITS } from './protocol-connection.js';
 export type { ConnectionLimits, ConnectionObserver } from './protocol-connection.js';
 export { registerWsTransport } from './ws/ws-transport.js';
 export type { WsTransportOptions } from './ws/ws-transport.js';
+export { RtcTransport } from './webrtc/rtc-transport.js';
+export type { RtcTransportOptions } from './webrtc/rtc-transport.js';
+export { RtcPeer, DATA_CHANNEL } from './webrtc/rtc-peer.js';
+export { DEFAULT_RTC_OPTIONS, peerConfig, gatheringComplete } from './webrtc/rtc-options.js';
+export type { RtcOptions } from './webrtc/rtc-options.js';

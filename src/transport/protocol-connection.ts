@@ -2,7 +2,8 @@ import {
   LifelineError,
   PROTOCOL_VERSION,
   checkEventBody,
-  decodeClientFrame,
+  parseMessage,
+  validateClientFrame,
   encodeFrame,
   formatOffset,
   isLifelineError,
@@ -103,16 +104,26 @@ export class ProtocolConnection {
       this.#sendError(new LifelineError('PAYLOAD_TOO_LARGE', `frame of ${bytes} bytes exceeds ${this.#limits.maxFrameBytes}`));
       return;
     }
-    let frame: ClientFrame;
+    let values: unknown[];
     try {
-      frame = decodeClientFrame(raw);
+      values = parseMessage(raw);
     } catch (err) {
       this.#observer.frameIn?.('invalid', bytes);
       this.#sendError(isLifelineError(err) ? err : new LifelineError('BAD_FRAME'));
       return;
     }
-    this.#observer.frameIn?.(frame.type, bytes);
-    this.#inbox = this.#inbox.then(() => this.#handle(frame)).catch((err: unknown) => this.fail(err));
+    for (const value of values) {
+      let frame: ClientFrame;
+      try {
+        frame = validateClientFrame(value);
+      } catch (err) {
+        this.#observer.frameIn?.('invalid', bytes);
+        this.#sendError(isLifelineError(err) ? err : new LifelineError('BAD_FRAME'));
+        continue;
+      }
+      this.#observer.frameIn?.(frame.type, bytes);
+      this.#inbox = this.#inbox.then(() => this.#handle(frame)).catch((err: unknown) => this.fail(err));
+    }
   }
 
   async #handle(frame: ClientFrame): Promise<void> {
@@ -278,6 +289,16 @@ export class ProtocolConnection {
   #sendError(err: LifelineError, producer?: AppendFrame['producer'], fatal = false): void {
     this.#observer.error?.(err.code);
     this.#send({ type: 'error', code: err.code, message: err.message, ...(producer ? { producer } : {}), fatal });
+  }
+
+  /** Asks the client to restart ICE (meaningful on WebRTC links only). */
+  requestRestart(reason: string): void {
+    if (this.#state === 'open') this.#send({ type: 'restart', reason });
+  }
+
+  /** Milliseconds since the client last sent anything. */
+  get idleMs(): number {
+    return Date.now() - this.#lastFrameAt;
   }
 
   /** Ends the connection with a typed error frame and the error's close code. */

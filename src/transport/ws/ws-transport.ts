@@ -34,7 +34,11 @@ class WsLink implements FrameLink {
     return pollDrain(this.#ws, () => this.#ws.readyState === this.#ws.OPEN, lowWater);
   }
   close(code: number, reason: string): void {
-    if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) this.#ws.close(code, reason.slice(0, 120));
+    if (this.#ws.readyState !== this.#ws.OPEN && this.#ws.readyState !== this.#ws.CONNECTING) return;
+    // 1005/1006/1015 report a link already gone and can never be sent in a close frame (ws throws
+    // on them): drop the socket instead.
+    if (code === 1005 || code === 1006 || code === 1015) this.#ws.terminate();
+    else this.#ws.close(code, reason.slice(0, 120));
   }
 }
 
@@ -49,10 +53,16 @@ export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptio
     const early: (string | Uint8Array)[] = [];
     let conn: ProtocolConnection | undefined;
     let gone = false;
+    let refused = false;
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
       const raw = isBinary ? toBytes(data) : toBytes(data).toString('utf8');
       if (conn) conn.receive(raw);
-      else if (early.length < 8) early.push(raw);
+      else if (!refused) {
+        // Frames sent before authorization finishes are kept, never dropped: past a few, stop
+        // reading the socket (back-pressure) until the connection exists.
+        early.push(raw);
+        if (early.length >= 8) socket.pause();
+      }
     };
     socket.on('message', onMessage);
     socket.on('close', () => {
@@ -77,8 +87,12 @@ export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptio
         });
         opts.registry.add(conn);
         for (const raw of early.splice(0)) conn.receive(raw);
+        socket.resume();
       },
       (err: unknown) => {
+        refused = true;
+        early.length = 0;
+        socket.resume();
         const e = isLifelineError(err) ? err : new LifelineError('INTERNAL');
         opts.observer?.error?.(e.code);
         link.send(encodeFrame({ type: 'error', code: e.code, message: e.message, fatal: true }));

@@ -1,0 +1,197 @@
+import { RTCPeerConnection } from 'werift';
+import type { PeerConfig, RTCDataChannel } from 'werift';
+import { FrameCoalescer, LifelineError, filterCandidates, isErrorCode } from '../protocol/index.js';
+import type { ClientLink, ClientTransport, ConnectTarget } from './client-transport.js';
+
+export interface WebRtcTransportOptions {
+  /** Only these local/remote addresses are used (e.g. ['127.0.0.1']); empty: all. */
+  iceHosts?: string[];
+  /** Rewrites each answer from the relay (e.g. to route media through a proxy in tests). */
+  mapAnswer?: (sdp: string) => string;
+  /** Also negotiate a video transceiver (sendrecv). */
+  video?: boolean;
+  /** Heartbeat interval over the data channel (default 100 ms: loss is noticed in ~0.3 s). */
+  heartbeatMs?: number;
+  /** Most bytes per coalesced data-channel message (default 16 KiB). */
+  maxMessageBytes?: number;
+}
+
+function config(iceHosts: readonly string[]): Partial<PeerConfig> {
+  const allowed = new Set(iceHosts);
+  return {
+    bundlePolicy: 'max-bundle',
+    iceUseIpv6: false,
+    ...(allowed.size > 0
+      ? {
+          iceAdditionalHostAddresses: [...allowed],
+          iceFilterCandidatePair: (pair) => allowed.has(pair.localCandidate.host) && allowed.has(pair.remoteCandidate.host),
+        }
+      : {}),
+  };
+}
+
+function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const sub = pc.iceGatheringStateChange.subscribe((state) => {
+      if (state === 'complete') {
+        sub.unSubscribe();
+        resolve();
+      }
+    });
+  });
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(new LifelineError('CONNECTION_CLOSED', 'aborted'));
+    signal.addEventListener('abort', () => reject(new LifelineError('CONNECTION_CLOSED', 'aborted')), { once: true });
+  });
+}
+
+async function signal(url: string, method: 'POST' | 'PATCH', token: string, sdp: string, abort: AbortSignal): Promise<Response> {
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/sdp' },
+    body: sdp,
+    signal: abort,
+  });
+  if (res.ok) return res;
+  let code = 'INTERNAL';
+  let message = `signaling failed: HTTP ${res.status}`;
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) code = body.error.code;
+    if (body.error?.message) message = body.error.message;
+  } catch {
+    // not JSON
+  }
+  throw new LifelineError(isErrorCode(code) ? code : 'INTERNAL', message);
+}
+
+class WebRtcLink implements ClientLink {
+  onMessage: ((data: string | Uint8Array) => void) | undefined;
+  onClose: ((code: number, reason: string) => void) | undefined;
+  readonly pc: RTCPeerConnection;
+  readonly #dc: RTCDataChannel;
+  readonly #url: string;
+  readonly #target: ConnectTarget;
+  readonly #opts: WebRtcTransportOptions;
+  readonly #coalescer: FrameCoalescer;
+  #closed = false;
+
+  constructor(pc: RTCPeerConnection, dc: RTCDataChannel, url: string, target: ConnectTarget, opts: WebRtcTransportOptions) {
+    this.pc = pc;
+    this.#dc = dc;
+    this.#url = url;
+    this.#target = target;
+    this.#opts = opts;
+    this.#coalescer = new FrameCoalescer(opts.maxMessageBytes ?? 16 * 1024, (m) => this.#write(m), setImmediate);
+    dc.onMessage.subscribe((data) => {
+      this.onMessage?.(typeof data === 'string' ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    });
+    dc.stateChanged.subscribe((state) => {
+      if (state === 'closed') this.#gone(1006, 'data channel closed');
+    });
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'closed' || state === 'failed') this.#gone(1006, `peer connection ${state}`);
+    });
+  }
+
+  get bufferedAmount(): number {
+    return this.#dc.bufferedAmount + this.#coalescer.pendingBytes;
+  }
+
+  send(data: string | Uint8Array): void {
+    if (!this.#closed) this.#coalescer.send(data);
+  }
+
+  #write(data: string | Uint8Array): void {
+    if (this.#closed || this.#dc.readyState !== 'open') return;
+    try {
+      this.#dc.send(typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    } catch {
+      // closing
+    }
+  }
+
+  async restart(abort: AbortSignal): Promise<void> {
+    const pc = this.pc;
+    pc.restartIce();
+    await Promise.race([
+      (async () => {
+        await pc.setLocalDescription(await pc.createOffer());
+        await gathered(pc);
+        const offer = filterCandidates(pc.localDescription!.sdp, this.#opts.iceHosts ?? []);
+        const res = await signal(this.#url, 'PATCH', this.#target.token, offer, abort);
+        const answer = await res.text();
+        await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? this.#opts.mapAnswer(answer) : answer });
+        // werift runs no connectivity checks after a restart unless its ICE transports are
+        // started again (docs/WEBRTC.md).
+        for (const t of pc.iceTransports) void t.start().catch(() => undefined);
+      })(),
+      aborted(abort),
+    ]);
+  }
+
+  #gone(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#coalescer.discard();
+    void this.pc.close().catch(() => undefined);
+    const cb = this.onClose;
+    this.onClose = undefined;
+    cb?.(code, reason);
+  }
+
+  close(code = 1000, reason = 'closed'): void {
+    if (this.#closed) return;
+    this.#coalescer.flush();
+    void fetch(this.#url, { method: 'DELETE', headers: { authorization: `Bearer ${this.#target.token}` } }).catch(() => undefined);
+    this.#gone(code, reason);
+  }
+}
+
+/**
+ * WebRTC transport for Node (werift): signaling by HTTP in the style of WHIP, protocol frames on
+ * a reliable ordered data channel (negotiated, id 0), audio (and optionally video) transceivers
+ * negotiated up front. Its links can restart ICE in place.
+ */
+export function webrtcTransport(opts: WebRtcTransportOptions = {}): ClientTransport {
+  return {
+    name: 'webrtc',
+    heartbeatMs: opts.heartbeatMs ?? 100,
+    async connect(target: ConnectTarget, abort: AbortSignal): Promise<ClientLink> {
+      const pc = new RTCPeerConnection(config(opts.iceHosts ?? []));
+      try {
+        const dc = pc.createDataChannel('lifeline', { negotiated: true, id: 0, ordered: true });
+        pc.addTransceiver('audio', { direction: 'sendrecv' });
+        if (opts.video) pc.addTransceiver('video', { direction: 'sendrecv' });
+        const opened = new Promise<void>((resolve) => {
+          if (dc.readyState === 'open') resolve();
+          else dc.stateChanged.subscribe((s) => s === 'open' && resolve());
+        });
+        const base = new URL(`/v1/sessions/${encodeURIComponent(target.sessionId)}/rtc`, target.baseUrl);
+        const url = await Promise.race([
+          (async () => {
+            await pc.setLocalDescription(await pc.createOffer());
+            await gathered(pc);
+            const offer = filterCandidates(pc.localDescription!.sdp, opts.iceHosts ?? []);
+            const res = await signal(base.toString(), 'POST', target.token, offer, abort);
+            const location = res.headers.get('location');
+            if (!location) throw new LifelineError('INTERNAL', 'relay sent no connection URL');
+            const answer = await res.text();
+            await pc.setRemoteDescription({ type: 'answer', sdp: opts.mapAnswer ? opts.mapAnswer(answer) : answer });
+            await opened;
+            return new URL(location, target.baseUrl).toString();
+          })(),
+          aborted(abort),
+        ]);
+        return new WebRtcLink(pc, dc, url, target, opts);
+      } catch (err) {
+        void pc.close().catch(() => undefined);
+        throw err;
+      }
+    },
+  };
+}

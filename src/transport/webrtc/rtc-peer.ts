@@ -1,0 +1,142 @@
+import { RTCPeerConnection } from 'werift';
+import type { RTCDataChannel } from 'werift';
+import { LifelineError, filterCandidates, looksLikeOffer } from '../../protocol/index.js';
+import type { TokenClaims } from '../../protocol/index.js';
+import type { Timeline } from '../../timeline/index.js';
+import { ProtocolConnection } from '../protocol-connection.js';
+import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
+import { DataChannelLink } from './data-channel-link.js';
+import { gatheringComplete, peerConfig } from './rtc-options.js';
+import type { RtcOptions } from './rtc-options.js';
+
+export interface RtcPeerContext {
+  timeline: Timeline;
+  sessionId: string;
+  claims: TokenClaims;
+  limits: ConnectionLimits;
+  options: RtcOptions;
+  observer: ConnectionObserver;
+  onClosed: (peer: RtcPeer) => void;
+}
+
+/** The data channel every Lifeline peer connection carries: negotiated out of band as id 0. */
+export const DATA_CHANNEL = { label: 'lifeline', id: 0 } as const;
+
+function randomId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * One device connection over WebRTC on the relay: a werift peer connection whose reliable, ordered
+ * data channel carries protocol frames to a ProtocolConnection, and whose audio (and optional
+ * video) transceivers are negotiated up front so media needs no renegotiation. ICE restarts keep
+ * the peer connection, its DTLS and SCTP state, and the protocol connection alive.
+ */
+export class RtcPeer {
+  readonly id = randomId();
+  readonly sessionId: string;
+  readonly claims: TokenClaims;
+  readonly pc: RTCPeerConnection;
+  readonly dc: RTCDataChannel;
+  readonly connection: ProtocolConnection;
+  restarts = 0;
+  #closed = false;
+  #openTimer: NodeJS.Timeout | undefined;
+  readonly #ctx: RtcPeerContext;
+  readonly #link: DataChannelLink;
+
+  private constructor(ctx: RtcPeerContext) {
+    this.#ctx = ctx;
+    this.sessionId = ctx.sessionId;
+    this.claims = ctx.claims;
+    this.pc = new RTCPeerConnection(peerConfig(ctx.options));
+    this.dc = this.pc.createDataChannel(DATA_CHANNEL.label, { negotiated: true, id: DATA_CHANNEL.id, ordered: true });
+    this.#link = new DataChannelLink(this.dc, ctx.options.maxMessageBytes, () => this.close());
+    this.connection = new ProtocolConnection(this.#link, ctx.timeline, ctx.sessionId, ctx.claims, ctx.limits, {
+      ...ctx.observer,
+      closed: (c, code, reason) => {
+        ctx.observer.closed?.(c, code, reason);
+        this.close();
+      },
+    });
+    this.dc.onMessage.subscribe((data) => {
+      this.connection.receive(typeof data === 'string' ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    });
+    this.dc.stateChanged.subscribe((state) => {
+      if (state === 'open') clearTimeout(this.#openTimer);
+      if (state === 'closed') this.close();
+    });
+    this.pc.connectionStateChange.subscribe((state) => {
+      if (state === 'closed' || state === 'failed') this.close();
+    });
+    this.#openTimer = setTimeout(() => this.close(), ctx.options.openTimeoutMs);
+  }
+
+  /** Answers a client's offer: a new peer connection, or BAD_SDP. */
+  static async answer(offer: string, ctx: RtcPeerContext): Promise<{ peer: RtcPeer; answer: string }> {
+    if (!looksLikeOffer(offer)) throw new LifelineError('BAD_SDP', 'not an SDP offer with a data channel, ICE credentials and a DTLS fingerprint');
+    const peer = new RtcPeer(ctx);
+    try {
+      await peer.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, ctx.options.iceHosts) });
+      for (const t of peer.pc.getTransceivers()) {
+        if (t.kind === 'audio' || t.kind === 'video') t.setDirection('sendrecv');
+      }
+      await peer.pc.setLocalDescription(await peer.pc.createAnswer());
+      await gatheringComplete(peer.pc);
+      return { peer, answer: peer.#localSdp() };
+    } catch (err) {
+      peer.close();
+      if (err instanceof LifelineError) throw err;
+      throw new LifelineError('BAD_SDP', `offer rejected: ${err instanceof Error ? err.message.slice(0, 160) : 'unusable'}`);
+    }
+  }
+
+  /**
+   * An ICE restart on the living peer connection (the client's new offer has new ICE
+   * credentials). werift needs its ICE transports started again after the new description is
+   * applied, or no connectivity checks run (see docs/WEBRTC.md).
+   */
+  async restart(offer: string): Promise<string> {
+    if (this.#closed) throw new LifelineError('CONNECTION_NOT_FOUND', 'connection is closed');
+    if (!looksLikeOffer(offer)) throw new LifelineError('BAD_SDP', 'not an SDP offer');
+    const before = this.pc.iceTransports.map((t) => t.iceRestarts);
+    try {
+      await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, this.#ctx.options.iceHosts) });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+    } catch (err) {
+      throw new LifelineError('BAD_SDP', `restart offer rejected: ${err instanceof Error ? err.message.slice(0, 160) : 'unusable'}`);
+    }
+    this.pc.iceTransports.forEach((t, i) => {
+      if (t.iceRestarts > (before[i] ?? 0)) void t.start().catch(() => undefined);
+    });
+    this.restarts++;
+    await gatheringComplete(this.pc);
+    return this.#localSdp();
+  }
+
+  #localSdp(): string {
+    const sdp = this.pc.localDescription?.sdp;
+    if (!sdp) throw new LifelineError('INTERNAL', 'no local description');
+    return filterCandidates(sdp, this.#ctx.options.iceHosts);
+  }
+
+  /** Asks the client to restart ICE (the relay's side of a restart "started by either side"). */
+  requestRestart(reason: string): void {
+    this.connection.requestRestart(reason);
+    this.#link.flush();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#openTimer);
+    this.connection.close(1000, 'peer closed');
+    void this.pc.close().catch(() => undefined);
+    this.#ctx.onClosed(this);
+  }
+}
