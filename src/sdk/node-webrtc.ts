@@ -1,6 +1,7 @@
 import { RTCPeerConnection } from 'werift';
-import type { PeerConfig, RTCDataChannel } from 'werift';
+import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer, LifelineError, filterCandidates, isErrorCode } from '../protocol/index.js';
+import { gatheringComplete, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../werift/index.js';
 import type { ClientLink, ClientTransport, ConnectTarget } from './client-transport.js';
 
 export interface WebRtcTransportOptions {
@@ -14,32 +15,6 @@ export interface WebRtcTransportOptions {
   heartbeatMs?: number;
   /** Most bytes per coalesced data-channel message (default 16 KiB). */
   maxMessageBytes?: number;
-}
-
-function config(iceHosts: readonly string[]): Partial<PeerConfig> {
-  const allowed = new Set(iceHosts);
-  return {
-    bundlePolicy: 'max-bundle',
-    iceUseIpv6: false,
-    ...(allowed.size > 0
-      ? {
-          iceAdditionalHostAddresses: [...allowed],
-          iceFilterCandidatePair: (pair) => allowed.has(pair.localCandidate.host) && allowed.has(pair.remoteCandidate.host),
-        }
-      : {}),
-  };
-}
-
-function gathered(pc: RTCPeerConnection): Promise<void> {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const sub = pc.iceGatheringStateChange.subscribe((state) => {
-      if (state === 'complete') {
-        sub.unSubscribe();
-        resolve();
-      }
-    });
-  });
 }
 
 function aborted(signal: AbortSignal): Promise<never> {
@@ -79,6 +54,7 @@ class WebRtcLink implements ClientLink {
   readonly #opts: WebRtcTransportOptions;
   readonly #coalescer: FrameCoalescer;
   #closed = false;
+  #cancelKick: () => void = () => {};
 
   constructor(pc: RTCPeerConnection, dc: RTCDataChannel, url: string, target: ConnectTarget, opts: WebRtcTransportOptions) {
     this.pc = pc;
@@ -121,14 +97,14 @@ class WebRtcLink implements ClientLink {
     await Promise.race([
       (async () => {
         await pc.setLocalDescription(await pc.createOffer());
-        await gathered(pc);
+        await gatheringComplete(pc);
         const offer = filterCandidates(pc.localDescription!.sdp, this.#opts.iceHosts ?? []);
         const res = await signal(this.#url, 'PATCH', this.#target.token, offer, abort);
         const answer = await res.text();
         await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? this.#opts.mapAnswer(answer) : answer });
-        // werift runs no connectivity checks after a restart unless its ICE transports are
-        // started again (docs/WEBRTC.md).
-        for (const t of pc.iceTransports) void t.start().catch(() => undefined);
+        this.#cancelKick();
+        this.#cancelKick = retransmitWhenReconnected(pc);
+        startRestartedTransports(pc);
       })(),
       aborted(abort),
     ]);
@@ -137,6 +113,7 @@ class WebRtcLink implements ClientLink {
   #gone(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#cancelKick();
     this.#coalescer.discard();
     void this.pc.close().catch(() => undefined);
     const cb = this.onClose;
@@ -162,7 +139,8 @@ export function webrtcTransport(opts: WebRtcTransportOptions = {}): ClientTransp
     name: 'webrtc',
     heartbeatMs: opts.heartbeatMs ?? 100,
     async connect(target: ConnectTarget, abort: AbortSignal): Promise<ClientLink> {
-      const pc = new RTCPeerConnection(config(opts.iceHosts ?? []));
+      const pc = new RTCPeerConnection(peerConfig(opts.iceHosts ?? []));
+      let created: string | undefined;
       try {
         const dc = pc.createDataChannel('lifeline', { negotiated: true, id: 0, ordered: true });
         pc.addTransceiver('audio', { direction: 'sendrecv' });
@@ -175,11 +153,12 @@ export function webrtcTransport(opts: WebRtcTransportOptions = {}): ClientTransp
         const url = await Promise.race([
           (async () => {
             await pc.setLocalDescription(await pc.createOffer());
-            await gathered(pc);
+            await gatheringComplete(pc);
             const offer = filterCandidates(pc.localDescription!.sdp, opts.iceHosts ?? []);
             const res = await signal(base.toString(), 'POST', target.token, offer, abort);
             const location = res.headers.get('location');
             if (!location) throw new LifelineError('INTERNAL', 'relay sent no connection URL');
+            created = new URL(location, target.baseUrl).toString();
             const answer = await res.text();
             await pc.setRemoteDescription({ type: 'answer', sdp: opts.mapAnswer ? opts.mapAnswer(answer) : answer });
             await opened;
@@ -190,6 +169,8 @@ export function webrtcTransport(opts: WebRtcTransportOptions = {}): ClientTransp
         return new WebRtcLink(pc, dc, url, target, opts);
       } catch (err) {
         void pc.close().catch(() => undefined);
+        // Leave nothing half-made on the relay.
+        if (created) void fetch(created, { method: 'DELETE', headers: { authorization: `Bearer ${target.token}` } }).catch(() => undefined);
         throw err;
       }
     },

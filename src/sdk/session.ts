@@ -577,6 +577,22 @@ export class LifelineSession {
     this.#emitter.clear();
   }
 
+  /**
+   * Starts recovery now instead of waiting for the heartbeat: an in-place repair (ICE restart)
+   * where the link can, else a reconnect. Call it on network-change events (online, a new
+   * interface); a no-op while a repair is already running or the session is not connected.
+   */
+  recover(reason = 'app asked'): void {
+    const link = this.#link;
+    if (!link || !this.#open || this.#restart) return;
+    if (link.restart) {
+      this.#startRestart(link, reason);
+    } else {
+      this.#linkLost(undefined, reason);
+      link.close(4000, reason);
+    }
+  }
+
   /** Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED. */
   close(): void {
     if (this.#state === 'closed') return;

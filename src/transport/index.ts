@@ -7,5 +7,5 @@ export type { WsTransportOptions } from './ws/ws-transport.js';
 export { RtcTransport } from './webrtc/rtc-transport.js';
 export type { RtcTransportOptions } from './webrtc/rtc-transport.js';
 export { RtcPeer, DATA_CHANNEL } from './webrtc/rtc-peer.js';
-export { DEFAULT_RTC_OPTIONS, peerConfig, gatheringComplete } from './webrtc/rtc-options.js';
+export { DEFAULT_RTC_OPTIONS } from './webrtc/rtc-options.js';
 export type { RtcOptions } from './webrtc/rtc-options.js';

@@ -6,7 +6,7 @@ import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
-import { gatheringComplete, peerConfig } from './rtc-options.js';
+import { gatheringComplete, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
 import type { RtcOptions } from './rtc-options.js';
 
 export interface RtcPeerContext {
@@ -42,6 +42,7 @@ export class RtcPeer {
   readonly connection: ProtocolConnection;
   restarts = 0;
   #closed = false;
+  #cancelKick: () => void = () => {};
   #openTimer: NodeJS.Timeout | undefined;
   readonly #ctx: RtcPeerContext;
   readonly #link: DataChannelLink;
@@ -50,7 +51,7 @@ export class RtcPeer {
     this.#ctx = ctx;
     this.sessionId = ctx.sessionId;
     this.claims = ctx.claims;
-    this.pc = new RTCPeerConnection(peerConfig(ctx.options));
+    this.pc = new RTCPeerConnection(peerConfig(ctx.options.iceHosts, ctx.options.icePortRange));
     this.dc = this.pc.createDataChannel(DATA_CHANNEL.label, { negotiated: true, id: DATA_CHANNEL.id, ordered: true });
     this.#link = new DataChannelLink(this.dc, ctx.options.maxMessageBytes, () => this.close());
     this.connection = new ProtocolConnection(this.#link, ctx.timeline, ctx.sessionId, ctx.claims, ctx.limits, {
@@ -107,9 +108,9 @@ export class RtcPeer {
     } catch (err) {
       throw new LifelineError('BAD_SDP', `restart offer rejected: ${err instanceof Error ? err.message.slice(0, 160) : 'unusable'}`);
     }
-    this.pc.iceTransports.forEach((t, i) => {
-      if (t.iceRestarts > (before[i] ?? 0)) void t.start().catch(() => undefined);
-    });
+    this.#cancelKick();
+    this.#cancelKick = retransmitWhenReconnected(this.pc);
+    startRestartedTransports(this.pc, before);
     this.restarts++;
     await gatheringComplete(this.pc);
     return this.#localSdp();
@@ -135,6 +136,7 @@ export class RtcPeer {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#openTimer);
+    this.#cancelKick();
     this.connection.close(1000, 'peer closed');
     void this.pc.close().catch(() => undefined);
     this.#ctx.onClosed(this);

@@ -70,6 +70,8 @@ export class RtcTransport {
           this.#opts.registry.remove(p.connection);
         },
       });
+      // The peer may already have failed (ICE gave up) while the answer was on its way back.
+      if (peer.closed) throw new LifelineError('BAD_SDP', 'the connection failed during setup');
       this.peers.set(peer.id, peer);
       this.#opts.registry.add(peer.connection);
       return reply

@@ -1,0 +1,76 @@
+/**
+ * Our fixes and helpers for werift (pinned at 0.25.2), in one place, shared by the relay's WebRTC
+ * transport and the Node SDK's. Each workaround says which werift behaviour it answers; see
+ * docs/WEBRTC.md for the measurements behind them.
+ */
+import type { PeerConfig, RTCPeerConnection } from 'werift';
+
+/** Peer configuration: one bundled transport, IPv4, and optionally only some host addresses. */
+export function peerConfig(iceHosts: readonly string[], icePortRange?: [number, number]): Partial<PeerConfig> {
+  const allowed = new Set(iceHosts);
+  return {
+    bundlePolicy: 'max-bundle',
+    iceUseIpv6: false,
+    ...(icePortRange ? { icePortRange } : {}),
+    ...(allowed.size > 0
+      ? {
+          iceAdditionalHostAddresses: [...allowed],
+          iceFilterCandidatePair: (pair) => allowed.has(pair.localCandidate.host) && allowed.has(pair.remoteCandidate.host),
+        }
+      : {}),
+  };
+}
+
+/** Resolves when every local candidate is gathered (non-trickle signaling sends them all at once). */
+export function gatheringComplete(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const sub = pc.iceGatheringStateChange.subscribe((state) => {
+      if (state === 'complete') {
+        sub.unSubscribe();
+        resolve();
+      }
+    });
+  });
+}
+
+/**
+ * werift fix 1 — after an ICE restart no connectivity checks run (connect() returns early while
+ * DTLS is up), so the path never heals. Starting the ICE transports again after the new
+ * description is applied makes them check. Pass `before` (each transport's iceRestarts count
+ * before the remote offer) on the answering side, to start only the transports that restarted.
+ */
+export function startRestartedTransports(pc: RTCPeerConnection, before?: readonly number[]): void {
+  pc.iceTransports.forEach((t, i) => {
+    if (before === undefined || t.iceRestarts > (before[i] ?? 0)) void t.start().catch(() => undefined);
+  });
+}
+
+interface SctpAssociation {
+  timer3Handle?: unknown;
+  sentQueue: unknown[];
+  timer3Cancel(): void;
+  timer3Expired(): void;
+}
+
+/**
+ * werift fix 2 — SCTP retransmits a chunk lost in the restart gap only when its T3 timer fires
+ * (minimum RTO 1 s, doubled by every expiry during the outage) or after three gap reports, which
+ * never come while the congestion window is full. So as soon as ICE reports `connected` again,
+ * fire T3 now: everything outstanding is retransmitted at once over the healed path.
+ * Returns a disposer; the kick happens at most once.
+ */
+export function retransmitWhenReconnected(pc: RTCPeerConnection): () => void {
+  const ice = pc.iceTransports[0];
+  if (!ice) return () => {};
+  const sub = ice.onStateChange.subscribe((state) => {
+    if (state !== 'connected') return;
+    sub.unSubscribe();
+    const assoc = (pc.sctpTransport as { sctp?: SctpAssociation } | undefined)?.sctp;
+    if (assoc?.timer3Handle && assoc.sentQueue.length > 0) {
+      assoc.timer3Cancel();
+      assoc.timer3Expired();
+    }
+  });
+  return () => sub.unSubscribe();
+}
