@@ -7,8 +7,10 @@ import type { ClientLink, ClientTransport, ConnectTarget } from './client-transp
 export interface WebRtcTransportOptions {
   /** Only these local/remote addresses are used (e.g. ['127.0.0.1']); empty: all. */
   iceHosts?: string[];
+  /** Rewrites each offer before it is sent (e.g. to put the client's candidates behind a proxy). */
+  mapOffer?: (sdp: string) => string | Promise<string>;
   /** Rewrites each answer from the relay (e.g. to route media through a proxy in tests). */
-  mapAnswer?: (sdp: string) => string;
+  mapAnswer?: (sdp: string) => string | Promise<string>;
   /** Also negotiate a video transceiver (sendrecv). */
   video?: boolean;
   /** Heartbeat interval over the data channel (default 100 ms: loss is noticed in ~0.3 s). */
@@ -98,10 +100,11 @@ class WebRtcLink implements ClientLink {
       (async () => {
         await pc.setLocalDescription(await pc.createOffer());
         await gatheringComplete(pc);
-        const offer = filterCandidates(pc.localDescription!.sdp, this.#opts.iceHosts ?? []);
+        let offer = filterCandidates(pc.localDescription!.sdp, this.#opts.iceHosts ?? []);
+        if (this.#opts.mapOffer) offer = await this.#opts.mapOffer(offer);
         const res = await signal(this.#url, 'PATCH', this.#target.token, offer, abort);
         const answer = await res.text();
-        await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? this.#opts.mapAnswer(answer) : answer });
+        await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? await this.#opts.mapAnswer(answer) : answer });
         this.#cancelKick();
         this.#cancelKick = retransmitWhenReconnected(pc);
         startRestartedTransports(pc);
@@ -154,13 +157,14 @@ export function webrtcTransport(opts: WebRtcTransportOptions = {}): ClientTransp
           (async () => {
             await pc.setLocalDescription(await pc.createOffer());
             await gatheringComplete(pc);
-            const offer = filterCandidates(pc.localDescription!.sdp, opts.iceHosts ?? []);
+            let offer = filterCandidates(pc.localDescription!.sdp, opts.iceHosts ?? []);
+            if (opts.mapOffer) offer = await opts.mapOffer(offer);
             const res = await signal(base.toString(), 'POST', target.token, offer, abort);
             const location = res.headers.get('location');
             if (!location) throw new LifelineError('INTERNAL', 'relay sent no connection URL');
             created = new URL(location, target.baseUrl).toString();
             const answer = await res.text();
-            await pc.setRemoteDescription({ type: 'answer', sdp: opts.mapAnswer ? opts.mapAnswer(answer) : answer });
+            await pc.setRemoteDescription({ type: 'answer', sdp: opts.mapAnswer ? await opts.mapAnswer(answer) : answer });
             await opened;
             return new URL(location, target.baseUrl).toString();
           })(),

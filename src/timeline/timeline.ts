@@ -201,10 +201,11 @@ export class Timeline {
     this.#assertOpen();
     await this.session(sessionId);
     const live = await this.#hold(sessionId);
-    if (this.#closed) {
-      // close() ended every live session while we were opening this one: it would never be ended.
+    // close(), deleteSession() or the sweeper may have ended the session while we were opening its
+    // live side: that live session would never be ended, and its reader would wait forever.
+    if (this.#closed || !this.#records.has(sessionId)) {
       this.#releaseLive(live);
-      throw new LifelineError('SHUTTING_DOWN');
+      throw this.#closed ? new LifelineError('SHUTTING_DOWN') : new LifelineError('SESSION_NOT_FOUND', `session ${sessionId} has ended`);
     }
     if (afterSeq > live.head) {
       const head = await this.head(sessionId);

@@ -6,18 +6,35 @@
 import type { PeerConfig, RTCPeerConnection } from 'werift';
 
 /** Peer configuration: one bundled transport, IPv4, and optionally only some host addresses. */
-export function peerConfig(iceHosts: readonly string[], icePortRange?: [number, number]): Partial<PeerConfig> {
+export interface CandidateAddress {
+  host: string;
+  port: number;
+}
+
+/**
+ * Peer configuration: one bundled transport, IPv4, optionally only some host addresses, and
+ * optionally a further rule on which candidate pairs may be used.
+ */
+export function peerConfig(
+  iceHosts: readonly string[],
+  icePortRange?: [number, number],
+  pairFilter?: (local: CandidateAddress, remote: CandidateAddress) => boolean,
+): Partial<PeerConfig> {
   const allowed = new Set(iceHosts);
+  const filter =
+    allowed.size > 0 || pairFilter
+      ? {
+          iceFilterCandidatePair: (pair: { localCandidate: CandidateAddress; remoteCandidate: CandidateAddress }) =>
+            (allowed.size === 0 || (allowed.has(pair.localCandidate.host) && allowed.has(pair.remoteCandidate.host))) &&
+            (!pairFilter || pairFilter(pair.localCandidate, pair.remoteCandidate)),
+        }
+      : {};
   return {
     bundlePolicy: 'max-bundle',
     iceUseIpv6: false,
     ...(icePortRange ? { icePortRange } : {}),
-    ...(allowed.size > 0
-      ? {
-          iceAdditionalHostAddresses: [...allowed],
-          iceFilterCandidatePair: (pair) => allowed.has(pair.localCandidate.host) && allowed.has(pair.remoteCandidate.host),
-        }
-      : {}),
+    ...(allowed.size > 0 ? { iceAdditionalHostAddresses: [...allowed] } : {}),
+    ...filter,
   };
 }
 

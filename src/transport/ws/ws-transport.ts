@@ -37,8 +37,15 @@ class WsLink implements FrameLink {
     if (this.#ws.readyState !== this.#ws.OPEN && this.#ws.readyState !== this.#ws.CONNECTING) return;
     // 1005/1006/1015 report a link already gone and can never be sent in a close frame (ws throws
     // on them): drop the socket instead.
-    if (code === 1005 || code === 1006 || code === 1015) this.#ws.terminate();
-    else this.#ws.close(code, reason.slice(0, 120));
+    if (code === 1005 || code === 1006 || code === 1015) {
+      this.#ws.terminate();
+      return;
+    }
+    this.#ws.close(code, reason.slice(0, 120));
+    // A peer that has stopped reading never answers the closing handshake, and ws would keep its
+    // socket for 30 s (its close timeout): that long a graceful shutdown would wait. The close
+    // frame has had its chance after a second; then drop the socket (as the SDK's link does).
+    setTimeout(() => this.#ws.terminate(), 1000).unref();
   }
 }
 
