@@ -9,26 +9,31 @@ interface Consumer {
 /**
  * The session's events as async iterables. Each iterator has its own queue; the session stops
  * acknowledging (so the relay stops sending) while any queue is full, which bounds memory however
- * slowly the app consumes. Events that arrive before the first iterator starts are kept (up to the
- * same bound) so `for await` right after connect() misses nothing.
+ * slowly the app consumes. Events that arrive before the first iterator starts are kept so that
+ * `for await` started late misses nothing: when that early buffer is full the session stops
+ * acknowledging too — unless the app consumes through `on('event')` listeners, which have seen
+ * every event; then the early buffer keeps only the newest `limit` events and never stalls them.
  */
 export class EventStream implements AsyncIterable<TimelineEvent> {
   readonly #consumers = new Set<Consumer>();
   readonly #limit: number;
   readonly #onDrained: () => void;
   readonly #onResume: (lastEventId: string) => void;
+  readonly #hasListeners: () => boolean;
   #early: TimelineEvent[] = [];
   #claimed = false;
   #ended = false;
 
-  constructor(limit: number, onDrained: () => void, onResume: (lastEventId: string) => void) {
+  constructor(limit: number, onDrained: () => void, onResume: (lastEventId: string) => void, hasListeners: () => boolean = () => false) {
     this.#limit = limit;
     this.#onDrained = onDrained;
     this.#onResume = onResume;
+    this.#hasListeners = hasListeners;
   }
 
-  /** True while some iterator holds `limit` events or more: stop acknowledging. */
+  /** True while some iterator (or the unclaimed early buffer) holds `limit` events: stop acknowledging. */
   get full(): boolean {
+    if (!this.#claimed && this.#early.length >= this.#limit && !this.#hasListeners()) return true;
     for (const c of this.#consumers) if (c.queue.length >= this.#limit) return true;
     return false;
   }
@@ -37,7 +42,9 @@ export class EventStream implements AsyncIterable<TimelineEvent> {
     if (this.#ended) return;
     if (!this.#claimed) {
       this.#early.push(event);
-      if (this.#early.length > this.#limit) this.#early.shift();
+      // Listeners saw every event: keep only the newest. Without listeners nothing is dropped;
+      // `full` stops acknowledgements, so the relay stops sending.
+      if (this.#early.length > this.#limit && this.#hasListeners()) this.#early.shift();
       return;
     }
     for (const c of this.#consumers) {

@@ -167,6 +167,7 @@ export class LifelineSession {
       opts.window ?? 512,
       () => this.#maybeAck(),
       (from) => this.#resumeFrom(from),
+      () => this.#emitter.listenerCount('event') > 0,
     );
   }
 
@@ -224,7 +225,10 @@ export class LifelineSession {
   }
 
   on<K extends keyof SessionEvents>(name: K, listener: SessionEvents[K]): () => void {
-    return this.#emitter.on(name, listener);
+    const off = this.#emitter.on(name, listener);
+    // A first event listener may unblock acknowledgements held for the unclaimed stream.
+    if (name === 'event') this.#maybeAck();
+    return off;
   }
 
   // ---- appends ---------------------------------------------------------------------------
