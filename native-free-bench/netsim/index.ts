@@ -17,3 +17,4 @@ export { DelayQueue, type DelayQueueOptions } from './delay-queue.js';
 export { NETSIM_ERRORS, NetsimError, isNetsimError, type NetsimErrorCode } from './errors.js';
 export { LOOPBACK, isLoopbackIPv4, type Target } from './loopback.js';
 export { deriveSeed, mulberry32, type Random } from './random.js';
+export { proxiedRtc, type ProxiedRtc, type ProxiedRtcOptions } from './webrtc-path.js';

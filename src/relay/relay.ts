@@ -26,7 +26,7 @@ export interface Relay {
   readonly log: Logger;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;
-  /** Closes every connection (1001), waits for pending commits, closes the store. Idempotent. */
+  /** Ends every connection with SHUTTING_DOWN (close 4503: clients reconnect), closes WebRTC peers, waits for pending commits, closes the store. Idempotent. */
   close(): Promise<void>;
 }
 

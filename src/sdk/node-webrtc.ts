@@ -1,7 +1,7 @@
 import { RTCPeerConnection } from 'werift';
 import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer, LifelineError, filterCandidates, isErrorCode } from '../protocol/index.js';
-import { gatheringComplete, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../werift/index.js';
+import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../werift/index.js';
 import type { ClientLink, ClientTransport, ConnectTarget } from './client-transport.js';
 
 export interface WebRtcTransportOptions {
@@ -106,7 +106,14 @@ class WebRtcLink implements ClientLink {
         const answer = await res.text();
         await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? await this.#opts.mapAnswer(answer) : answer });
         this.#cancelKick();
-        this.#cancelKick = retransmitWhenReconnected(pc);
+        const stopHurry = hurryChecks(pc);
+        const stopKick = retransmitWhenReconnected(pc, stopHurry);
+        const limit = setTimeout(stopHurry, 10_000);
+        this.#cancelKick = () => {
+          clearTimeout(limit);
+          stopHurry();
+          stopKick();
+        };
         startRestartedTransports(pc);
       })(),
       aborted(abort),

@@ -447,8 +447,8 @@ export class LifelineSession {
   }
 
   /**
-   * Pings every `intervalMs` and checks twice as often whether the relay has gone silent for
-   * `misses` intervals. Silence means the path is gone: repair in place if the link can, else
+   * Pings every `intervalMs` and checks every 20 ms (at most half an interval) whether the relay
+   * has gone silent for `misses` intervals. Silence means the path is gone: repair in place if the link can, else
    * reconnect.
    */
   #startHeartbeat(intervalMs: number): void {
@@ -473,7 +473,7 @@ export class LifelineSession {
         lastPing = now;
         this.#send({ type: 'ping', id: ++this.#pingId, t: now });
       }
-    }, Math.max(10, intervalMs / 2));
+    }, Math.max(10, Math.min(intervalMs / 2, 20)));
   }
 
   /** Repairs the living link (ICE restart); a full reconnect if it has not healed in time. */

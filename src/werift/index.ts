@@ -77,12 +77,13 @@ interface SctpAssociation {
  * fire T3 now: everything outstanding is retransmitted at once over the healed path.
  * Returns a disposer; the kick happens at most once.
  */
-export function retransmitWhenReconnected(pc: RTCPeerConnection): () => void {
+export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?: () => void): () => void {
   const ice = pc.iceTransports[0];
   if (!ice) return () => {};
   const sub = ice.onStateChange.subscribe((state) => {
     if (state !== 'connected') return;
     sub.unSubscribe();
+    onReconnected?.();
     const assoc = (pc.sctpTransport as { sctp?: SctpAssociation } | undefined)?.sctp;
     if (assoc?.timer3Handle && assoc.sentQueue.length > 0) {
       assoc.timer3Cancel();
@@ -90,4 +91,38 @@ export function retransmitWhenReconnected(pc: RTCPeerConnection): () => void {
     }
   });
   return () => sub.unSubscribe();
+}
+
+interface StunTransaction {
+  ended: boolean;
+  request: unknown;
+  addr: unknown;
+}
+
+interface StunProtocol {
+  transactions?: Record<string, StunTransaction>;
+  sendStun(message: unknown, addr: unknown): Promise<void>;
+}
+
+/**
+ * werift fix 3 — connectivity checks back off (50, 100, 200, 400 ms between tries), so a path
+ * that comes back between two tries stays unused for up to 400 ms. While a restart has not
+ * healed, this resends every in-flight check request unchanged (same transaction id) every
+ * `everyMs`: the first answer after the path returns completes its pending check at once.
+ * Costs a ~100-byte datagram per pending check per interval, only while the path is down.
+ * Returns the disposer that stops it.
+ */
+export function hurryChecks(pc: RTCPeerConnection, everyMs = 10): () => void {
+  const timer = setInterval(() => {
+    for (const t of pc.iceTransports) {
+      const protocols = (t.connection as unknown as { protocols?: StunProtocol[] }).protocols ?? [];
+      for (const protocol of protocols) {
+        for (const tx of Object.values(protocol.transactions ?? {})) {
+          if (!tx.ended) void protocol.sendStun(tx.request, tx.addr).catch(() => undefined);
+        }
+      }
+    }
+  }, everyMs);
+  timer.unref?.();
+  return () => clearInterval(timer);
 }

@@ -6,7 +6,7 @@ import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
-import { gatheringComplete, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
+import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
 import type { RtcOptions } from './rtc-options.js';
 
 export interface RtcPeerContext {
@@ -109,7 +109,15 @@ export class RtcPeer {
       throw new LifelineError('BAD_SDP', `restart offer rejected: ${err instanceof Error ? err.message.slice(0, 160) : 'unusable'}`);
     }
     this.#cancelKick();
-    this.#cancelKick = retransmitWhenReconnected(this.pc);
+    const stopHurry = hurryChecks(this.pc);
+    const stopKick = retransmitWhenReconnected(this.pc, stopHurry);
+    // Bounded: a restart that never heals stops hurrying when the client gives up on it.
+    const limit = setTimeout(stopHurry, 10_000);
+    this.#cancelKick = () => {
+      clearTimeout(limit);
+      stopHurry();
+      stopKick();
+    };
     startRestartedTransports(this.pc, before);
     this.restarts++;
     await gatheringComplete(this.pc);
