@@ -225,6 +225,7 @@ export class LifelineSession {
   }
 
   on<K extends keyof SessionEvents>(name: K, listener: SessionEvents[K]): () => void {
+    if (this.#state === 'closed') return () => {};
     const off = this.#emitter.on(name, listener);
     // A first event listener may unblock acknowledgements held for the unclaimed stream.
     if (name === 'event') this.#maybeAck();

@@ -164,7 +164,7 @@ export class Timeline {
 
   #result(sessionId: string, o: AppendOutcome): AppendResult {
     if (o.status === 'rejected') {
-      this.#observer.rejected?.(o.code);
+      this.#observe(() => this.#observer.rejected?.(o.code));
       return { ok: false, error: new LifelineError(o.code, undefined, { session: sessionId }), current: o.current };
     }
     return { ok: true, offset: formatOffset(o.seq), duplicate: o.status === 'duplicate' };
@@ -190,7 +190,7 @@ export class Timeline {
         ...(event.bin !== undefined ? { bin: event.bin } : {}),
       });
     }
-    this.#observer.committed?.(entries.length, appended, ms);
+    this.#observe(() => this.#observer.committed?.(entries.length, appended, ms));
   }
 
   /**
@@ -249,7 +249,7 @@ export class Timeline {
       this.#end(id, sessionEndedError(id, 'expired'));
       await this.store.deleteSession(id);
     }
-    if (ids.length > 0) this.#observer.sessionsExpired?.(ids.length);
+    if (ids.length > 0) this.#observe(() => this.#observer.sessionsExpired?.(ids.length));
     return ids.length;
   }
 
@@ -270,6 +270,15 @@ export class Timeline {
     await this.#committer.drain();
     for (const id of [...this.#live.keys()]) this.#end(id, new LifelineError('SHUTTING_DOWN'));
     await this.store.close();
+  }
+
+  /** Observers are metrics: one that throws must never wedge a commit or lose an acknowledgement. */
+  #observe(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // ignored on purpose
+    }
   }
 
   #assertOpen(): void {
