@@ -34,8 +34,10 @@ program
   .option('--heartbeat-ms <n>', 'client ping interval asked for (env LIFELINE_HEARTBEAT_MS)', int, envInt('LIFELINE_HEARTBEAT_MS'))
   .option('--idle-timeout-ms <n>', 'close connections silent this long (env LIFELINE_IDLE_TIMEOUT_MS)', int, envInt('LIFELINE_IDLE_TIMEOUT_MS'))
   .option('--rtc-ice-host <addr...>', 'addresses WebRTC advertises, e.g. 127.0.0.1 (env LIFELINE_RTC_ICE_HOSTS, comma-separated)', env['LIFELINE_RTC_ICE_HOSTS']?.split(',').filter(Boolean))
+  .option('--presence-grace-ms <n>', 'a lost device stays reconnecting this long before gone (env LIFELINE_PRESENCE_GRACE_MS)', int, envInt('LIFELINE_PRESENCE_GRACE_MS'))
+  .option('--no-presence-events', 'do not write presence changes into timelines (env LIFELINE_PRESENCE_EVENTS=0)')
   .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
-  .action(async (o: Record<string, string | number | string[] | undefined>) => {
+  .action(async (o: Record<string, string | number | boolean | string[] | undefined>) => {
     let secret = o['secret'] as string | undefined;
     if (!secret) {
       const found = defaultSecret(String(o['store']));
@@ -54,6 +56,8 @@ program
       ...(o['idleTimeoutMs'] !== undefined ? { idleTimeoutMs: Number(o['idleTimeoutMs']) } : {}),
       ...(o['window'] !== undefined ? { window: Number(o['window']) } : {}),
       ...(o['rtcIceHost'] !== undefined ? { rtcIceHosts: o['rtcIceHost'] as unknown as string[] } : {}),
+      ...(o['presenceGraceMs'] !== undefined ? { presenceGraceMs: Number(o['presenceGraceMs']) } : {}),
+      presenceEvents: o['presenceEvents'] !== false && env['LIFELINE_PRESENCE_EVENTS'] !== '0',
     });
     const url = await relay.listen();
     process.stdout.write(`listening on ${url}\n`);

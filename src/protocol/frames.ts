@@ -29,6 +29,8 @@ export const HelloSchema = z.object({
   producers: z.array(IdSchema).max(16).optional(),
   /** Flow-control window: events the relay may send beyond the last ack. */
   window: z.number().int().min(1).max(65536).optional(),
+  /** The client's ping interval; the relay counts 2.5 silent intervals as a lost link. */
+  heartbeatMs: z.number().int().min(10).max(60_000).optional(),
 });
 
 export const AppendSchema = z.object({

@@ -6,3 +6,4 @@ export * from './codec.js';
 export * from './tokens.js';
 export * from './sdp.js';
 export * from './coalescer.js';
+export * from './presence.js';

@@ -13,10 +13,15 @@ export const RelayConfigSchema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
   maxFrameBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(256 * 1024),
   window: z.number().int().min(1).max(65536).default(512),
-  heartbeatMs: z.number().int().min(50).max(60_000).default(1000),
+  /** Ping interval the relay asks of clients that announce none (WebRTC clients use 100 ms). */
+  heartbeatMs: z.number().int().min(50).max(60_000).default(250),
   idleTimeoutMs: z.number().int().min(100).max(600_000).default(5000),
   sweepIntervalMs: z.number().int().min(100).default(30_000),
   ringSize: z.number().int().min(16).max(1_000_000).default(1024),
+  /** How long a device whose link was lost stays `reconnecting` before it is `gone`. */
+  presenceGraceMs: z.number().int().min(0).max(600_000).default(5000),
+  /** Write presence changes into session timelines (as `presence` events from the relay). */
+  presenceEvents: z.boolean().default(true),
   /** Addresses WebRTC advertises and pairs; empty for every interface. */
   rtcIceHosts: z.array(z.ipv4()).default([]),
   /** UDP port range for WebRTC, e.g. [40000, 40999]; absent for any. */

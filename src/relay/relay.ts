@@ -5,9 +5,9 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { LifelineError } from '../protocol/index.js';
 import { openStore } from '../store/index.js';
-import { Timeline } from '../timeline/index.js';
+import { PresenceTracker, Timeline } from '../timeline/index.js';
 import { RtcTransport, registerWsTransport } from '../transport/index.js';
-import type { ConnectionLimits } from '../transport/index.js';
+import type { ConnectionLimits, ConnectionObserver } from '../transport/index.js';
 import { Authenticator } from './auth.js';
 import { parseConfig } from './config.js';
 import type { RelayConfig, RelayConfigInput } from './config.js';
@@ -23,6 +23,7 @@ export interface Relay {
   readonly metrics: RelayMetrics;
   readonly connections: ConnectionRegistry;
   readonly rtc: RtcTransport;
+  readonly presence: PresenceTracker;
   readonly log: Logger;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;
@@ -63,8 +64,23 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
 
   app.get('/healthz', async () => ({ ok: true, store: store.kind, connections: connections.size }));
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
-  registerSessionRoutes(app, { timeline, auth, registry: connections, secret: config.secret });
-  const connectionObserver = metrics.connectionObserver();
+  const presence = new PresenceTracker(timeline, {
+    graceMs: config.presenceGraceMs,
+    recordEvents: config.presenceEvents,
+    onError: (err) => log.warn({ err }, 'presence event not written'),
+  });
+  const metricsObserver = metrics.connectionObserver();
+  const connectionObserver: ConnectionObserver = {
+    ...metricsObserver,
+    welcomed: (c) => presence.attach(c.sessionId, c.origin!, c),
+    silent: (c) => presence.silent(c.sessionId, c.origin!, c),
+    alive: (c) => presence.alive(c.sessionId, c.origin!, c),
+    closed: (c, code, reason) => {
+      metricsObserver.closed?.(c, code, reason);
+      if (c.origin) presence.detach(c.sessionId, c.origin, c, c.cleanClose);
+    },
+  };
+  registerSessionRoutes(app, { timeline, auth, registry: connections, presence, secret: config.secret });
   registerWsTransport(app, {
     timeline,
     limits,
@@ -101,6 +117,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     metrics,
     connections,
     rtc,
+    presence,
     log,
     async listen() {
       const address = await app.listen({ host: config.host, port: config.port });
@@ -110,6 +127,8 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     },
     close() {
       closing ??= (async () => {
+        // No presence events for a shutdown: devices come back to another (or the same) relay.
+        presence.close();
         for (const c of connections.all()) c.fail(new LifelineError('SHUTTING_DOWN'));
         rtc.closeAll();
         await app.close();

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { IdSchema, JsonSchema, LifelineError, mintToken } from '../protocol/index.js';
-import type { Timeline } from '../timeline/index.js';
+import type { PresenceTracker, Timeline } from '../timeline/index.js';
 import type { Authenticator } from './auth.js';
 import type { ConnectionRegistry } from './connection-registry.js';
 import { parseRequest } from './http-errors.js';
@@ -24,6 +24,7 @@ export interface SessionRoutesOptions {
   timeline: Timeline;
   auth: Authenticator;
   registry: ConnectionRegistry;
+  presence: PresenceTracker;
   secret: string;
 }
 
@@ -42,7 +43,7 @@ export function registerSessionRoutes(app: FastifyInstance, opts: SessionRoutesO
     const { id } = parseRequest(Params, req.params, 'params');
     await auth.forSession(req, id);
     const info = await timeline.describe(id);
-    return { ...info, participants: registry.participants(id) };
+    return { ...info, participants: opts.presence.view(id) };
   });
 
   app.delete('/v1/sessions/:id', async (req, reply) => {

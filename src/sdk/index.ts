@@ -17,7 +17,7 @@ export type { ReconnectPolicy, ReconnectContext, BackoffOptions } from './reconn
 export { EventStream } from './event-stream.js';
 export { wsTransport, wsUrlOf } from './node-ws.js';
 export { mintToken, verifyToken, LifelineError, ERROR_CODES, START_OFFSET, NOW_OFFSET, formatOffset, parseOffset } from '../protocol/index.js';
-export type { TimelineEvent, EventKind, Json, ErrorCode, MintOptions, TokenClaims, Origin } from '../protocol/index.js';
+export type { TimelineEvent, EventKind, Json, ErrorCode, MintOptions, TokenClaims, Origin, PresenceChange, DeviceState } from '../protocol/index.js';
 
 /** Connects over WebSocket unless another transport is given. */
 export function connect(opts: Omit<SessionOptions, 'transport'> & { transport?: SessionOptions['transport'] }): Promise<LifelineSession> {

@@ -2,6 +2,7 @@ import {
   LifelineError,
   PROTOCOL_VERSION,
   START_OFFSET,
+  asPresenceChange,
   checkEventBody,
   parseMessage,
   validateServerFrame,
@@ -11,7 +12,7 @@ import {
   parseOffset,
   NOW_OFFSET,
 } from '../protocol/index.js';
-import type { ClientFrame, ErrorCode, EventBody, Json, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
+import type { ClientFrame, ErrorCode, EventBody, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
 import type { ClientLink, ClientTransport } from './client-transport.js';
 import { Emitter } from './emitter.js';
 import { EventStream } from './event-stream.js';
@@ -232,6 +233,35 @@ export class LifelineSession {
     return off;
   }
 
+  /**
+   * Presence changes the relay derives (a device connected, reconnecting or gone; whether its
+   * participant is online), as they reach this client in timeline order. Needs a read stream
+   * (`resume`). Returns the unsubscribe.
+   */
+  onPresenceChange(listener: (change: PresenceChange, event: TimelineEvent) => void): () => void {
+    return this.on('event', (event) => {
+      if (event.kind !== 'presence' || event.from.role !== 'system') return;
+      const change = asPresenceChange(event.data);
+      if (change) listener(change, event);
+    });
+  }
+
+  /**
+   * Joins another device (or tab) as the same participant: its own connection, its own producer
+   * (exactly-once on its own), its own read position. Nothing is kicked.
+   */
+  attach(opts: Partial<Omit<SessionOptions, 'url' | 'token' | 'session'>> = {}): Promise<LifelineSession> {
+    return LifelineSession.connect({
+      ...this.#opts,
+      producer: undefined,
+      epoch: undefined,
+      device: undefined,
+      resume: undefined,
+      ...opts,
+      session: this.id,
+    });
+  }
+
   // ---- appends ---------------------------------------------------------------------------
 
   /**
@@ -324,6 +354,7 @@ export class LifelineSession {
       resume,
       producers: [this.#outbox.producerId],
       ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
+      ...(this.#heartbeatWish() !== undefined ? { heartbeatMs: this.#heartbeatWish() } : {}),
     };
     link.send(encodeFrame(hello));
   }
@@ -452,6 +483,11 @@ export class LifelineSession {
    * has gone silent for `misses` intervals. Silence means the path is gone: repair in place if the link can, else
    * reconnect.
    */
+  /** The ping interval this client will use, if it has its own wish (else the relay's). */
+  #heartbeatWish(): number | undefined {
+    return this.#opts.heartbeatMs ?? this.#transport.heartbeatMs;
+  }
+
   #startHeartbeat(intervalMs: number): void {
     clearInterval(this.#heartbeat);
     const lossAfterMs = intervalMs * (this.#opts.heartbeatMisses ?? 2.5);

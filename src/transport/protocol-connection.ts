@@ -41,6 +41,12 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
 /** Hooks for metrics and logs; every method optional. */
 export interface ConnectionObserver {
   opened?(c: ProtocolConnection): void;
+  /** Hello accepted: the connection's origin (participant, device, role) is known. */
+  welcomed?(c: ProtocolConnection): void;
+  /** No frame for 2.5 of the client's heartbeat intervals: the link is probably gone. */
+  silent?(c: ProtocolConnection): void;
+  /** A silent connection sent something again. */
+  alive?(c: ProtocolConnection): void;
   closed?(c: ProtocolConnection, code: number, reason: string): void;
   frameIn?(type: string, bytes: number): void;
   eventsOut?(count: number): void;
@@ -72,6 +78,9 @@ export class ProtocolConnection {
   #ackWaker: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #lastFrameAt = Date.now();
+  #silentAfterMs = Infinity;
+  #silent = false;
+  #clean = false;
   /** Serializes frame handling so appends are submitted (and acknowledged) in arrival order. */
   #inbox: Promise<void> = Promise.resolve();
 
@@ -94,10 +103,19 @@ export class ProtocolConnection {
     return this.#origin;
   }
 
+  /** True when the connection ended because the client said goodbye (not a lost link). */
+  get cleanClose(): boolean {
+    return this.#clean;
+  }
+
   /** Feed one raw message from the transport. */
   receive(raw: string | Uint8Array): void {
     if (this.#state === 'closed') return;
     this.#lastFrameAt = Date.now();
+    if (this.#silent) {
+      this.#silent = false;
+      this.#observer.alive?.(this);
+    }
     const bytes = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
     if (bytes > this.#limits.maxFrameBytes) {
       this.#observer.frameIn?.('oversized', bytes);
@@ -160,6 +178,7 @@ export class ProtocolConnection {
       role: this.claims.role === 'admin' ? 'system' : this.claims.role,
     };
     this.#window = hello.window ?? this.#limits.window;
+    this.#silentAfterMs = 2.5 * (hello.heartbeatMs ?? this.#limits.heartbeatMs);
     const head = await this.#timeline.head(this.sessionId);
     const producers = [];
     for (const id of hello.producers ?? []) {
@@ -190,6 +209,7 @@ export class ProtocolConnection {
       maxFrameBytes: this.#limits.maxFrameBytes,
     });
     this.#armIdleTimer();
+    this.#observer.welcomed?.(this);
     if (this.#reader) void this.#pump(this.#reader);
   }
 
@@ -268,17 +288,28 @@ export class ProtocolConnection {
     }
   }
 
+  /**
+   * One timer per connection, set for the next deadline: silence (2.5 heartbeats without a frame:
+   * presence turns `reconnecting`) and idleness (idleTimeoutMs: the connection is closed).
+   */
   #armIdleTimer(): void {
     clearTimeout(this.#idleTimer);
     const check = (): void => {
+      if (this.#state === 'closed') return;
       const idle = Date.now() - this.#lastFrameAt;
       if (idle >= this.#limits.idleTimeoutMs) {
         this.close(4408, 'idle: no frames within the heartbeat timeout');
         return;
       }
-      this.#idleTimer = setTimeout(check, this.#limits.idleTimeoutMs - idle);
+      if (!this.#silent && idle >= this.#silentAfterMs) {
+        this.#silent = true;
+        this.#observer.silent?.(this);
+      }
+      const nextSilence = this.#silent ? Infinity : this.#silentAfterMs - idle;
+      const next = Math.min(this.#limits.idleTimeoutMs - idle, nextSilence, 100);
+      this.#idleTimer = setTimeout(check, Math.max(10, next));
     };
-    this.#idleTimer = setTimeout(check, this.#limits.idleTimeoutMs);
+    this.#idleTimer = setTimeout(check, Math.min(this.#limits.idleTimeoutMs, this.#silentAfterMs));
   }
 
   #send(frame: ServerFrame): void {
@@ -324,5 +355,12 @@ export class ProtocolConnection {
   /** The transport reports the link is gone (no close frame can be sent). */
   linkLost(): void {
     this.close(1006, 'link lost');
+  }
+
+  /** The client said goodbye (a normal close, or DELETE of its WebRTC connection). */
+  ended(reason = 'client closed'): void {
+    if (this.#state === 'closed') return;
+    this.#clean = true;
+    this.close(1000, reason);
   }
 }

@@ -272,7 +272,7 @@ describe('bad frames on an open connection: typed error, nothing written, connec
     expect(await headOf(ctx.relay, ctx.sid)).toBe(head);
     await ctx.expectOthersServed();
     // The dead connection is gone from the registry; a new one is welcomed.
-    await waitFor(() => !ctx.relay.relay.connections.participants(ctx.sid).some((p) => p.participant === 'mallory'));
+    await waitFor(() => !ctx.relay.relay.connections.connections(ctx.sid).some((c) => c.origin?.participant === 'mallory'));
     const again = await ctx.mallory();
     await expectUsable(again, 0);
   });

@@ -15,11 +15,15 @@ import { waitFor } from '../support/wait.js';
 interface Participant {
   participant: string;
   role: string;
-  devices: string[];
+  online: boolean;
+  devices: { device: string; state: string }[];
 }
 
-function byName(list: Participant[]): Participant[] {
-  return [...list].map((p) => ({ ...p, devices: [...p.devices].sort() })).sort((a, b) => a.participant.localeCompare(b.participant));
+/** Participants sorted by name, each with its connected devices' names sorted. */
+function byName(list: Participant[]): { participant: string; role: string; online: boolean; devices: string[] }[] {
+  return [...list]
+    .map((p) => ({ ...p, devices: p.devices.filter((d) => d.state === 'connected').map((d) => d.device).sort() }))
+    .sort((a, b) => a.participant.localeCompare(b.participant));
 }
 
 describe('sessions', () => {
@@ -68,16 +72,16 @@ describe('sessions', () => {
     const info = await describe();
     expect(info.head).toBe(formatOffset(3));
     expect(byName(info.participants)).toEqual([
-      { participant: 'alice', role: 'user', devices: ['laptop', 'phone'] },
-      { participant: 'bot', role: 'agent', devices: ['worker-1'] },
+      { participant: 'alice', role: 'user', online: true, devices: ['laptop', 'phone'] },
+      { participant: 'bot', role: 'agent', online: true, devices: ['worker-1'] },
     ]);
 
     // A device leaves: it disappears from the list; the participant stays while another device is on.
     laptop.close();
     await waitFor(async () => byName((await describe()).participants)[0]?.devices.length === 1, { message: 'laptop leaves' });
     expect(byName((await describe()).participants)).toEqual([
-      { participant: 'alice', role: 'user', devices: ['phone'] },
-      { participant: 'bot', role: 'agent', devices: ['worker-1'] },
+      { participant: 'alice', role: 'user', online: true, devices: ['phone'] },
+      { participant: 'bot', role: 'agent', online: true, devices: ['worker-1'] },
     ]);
     phone.close();
     bot.close();
@@ -235,7 +239,8 @@ describe('health and metrics', () => {
     const text = await res.text();
     // Every sample line is `name{labels} value`, every metric has HELP and TYPE.
     for (const line of text.split('\n').filter((l) => l.length > 0 && !l.startsWith('#'))) {
-      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/);
+      // Prometheus parses sample values like Go's ParseFloat: NaN in any case (prom-client writes `Nan`).
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.e+-]+|[Nn][Aa][Nn]|[+-]Inf)$/);
     }
     for (const name of ['lifeline_connections', 'lifeline_frames_in_total', 'lifeline_errors_total', 'lifeline_appends_total', 'lifeline_events_out_total']) {
       expect(text).toContain(`# HELP ${name} `);

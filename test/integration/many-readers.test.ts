@@ -143,7 +143,7 @@ describe('many readers, forced disconnects, one agent streaming', () => {
     // No connection outlived its link: one per user and the agent, once everyone has settled.
     await waitFor(() => users.every((u) => u.session.state === 'connected' || u.session.state === 'resumed'));
     await waitFor(() => relay.relay.connections.size === USERS + 1, { message: `registry holds ${USERS + 1} connections` });
-    const devices = relay.relay.connections.participants(sid).flatMap((p) => p.devices).sort();
+    const devices = relay.relay.connections.connections(sid).map((c) => c.origin!.device).sort();
     expect(devices).toEqual(['agent-1', ...users.map((u) => u.session.device)].sort());
   });
 });

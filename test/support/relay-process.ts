@@ -57,6 +57,8 @@ export interface SpawnRelayOptions {
   portRetries?: number;
   /** Opens the V8 inspector on a free loopback port (needed for collectGarbage()). */
   inspect?: boolean;
+  /** Write presence events into timelines (off by default in these suites). */
+  presenceEvents?: boolean;
 }
 
 /** Every child started here that has not exited yet; killAllRelays() ends them. */
@@ -127,6 +129,8 @@ function spawnOnce(opts: SpawnRelayOptions): Promise<RelayProcess> {
     SECRET,
     '--log-level',
     'warn',
+    // As in test/support/relay.ts: these suites assert exact offsets; presence suites opt in.
+    ...(opts.presenceEvents ? [] : ['--no-presence-events']),
     ...(opts.args ?? []),
   ];
   // Only the command line configures the child: drop any LIFELINE_* settings of the parent.

@@ -18,7 +18,9 @@ export interface TestRelay {
 
 /** An in-process relay on 127.0.0.1, a port of its own choosing, memory store unless told. */
 export async function startRelay(config: Partial<RelayConfigInput> = {}): Promise<TestRelay> {
-  const relay = await createRelay({ host: '127.0.0.1', port: 0, store: 'memory', secret: SECRET, logLevel: 'silent', ...config });
+  // Presence events are off unless a suite asks for them: most suites assert exact offsets and
+  // heads, which every connect and disconnect would otherwise move. Presence suites turn them on.
+  const relay = await createRelay({ host: '127.0.0.1', port: 0, store: 'memory', secret: SECRET, logLevel: 'silent', presenceEvents: false, ...config });
   const url = await relay.listen();
   const adminToken = await mintToken(SECRET, { session: ANY_SESSION, participant: 'admin', role: 'admin' });
   return {

@@ -140,12 +140,14 @@ export class RtcPeer {
     return this.#closed;
   }
 
-  close(): void {
+  /** Closes the peer; `left` when the client said goodbye (DELETE), else the link was lost. */
+  close(left = false): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#openTimer);
     this.#cancelKick();
-    this.connection.close(1000, 'peer closed');
+    if (left) this.connection.ended('left');
+    else this.connection.linkLost();
     void this.pc.close().catch(() => undefined);
     this.#ctx.onClosed(this);
   }

@@ -91,7 +91,7 @@ export class RtcTransport {
 
     app.delete('/v1/sessions/:id/rtc/:peer', async (req, reply) => {
       const peer = await this.#peerFor(req);
-      peer.close();
+      peer.close(true);
       return reply.status(204).send();
     });
   }

@@ -72,9 +72,11 @@ export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptio
       }
     };
     socket.on('message', onMessage);
-    socket.on('close', () => {
+    socket.on('close', (code: number) => {
       gone = true;
-      conn?.linkLost();
+      // 1000/1001 is a goodbye (the device left); anything else is a lost link.
+      if (code === 1000 || code === 1001) conn?.ended();
+      else conn?.linkLost();
     });
     socket.on('error', () => conn?.linkLost());
     const sessionId = req.params.id;
