@@ -105,8 +105,8 @@ function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: Re
   return validateWith(values[0], schema, known);
 }
 
-const CLIENT_TYPES: ReadonlySet<string> = new Set(['hello', 'append', 'ack', 'subscribe', 'ping']);
-const SERVER_TYPES: ReadonlySet<string> = new Set(['welcome', 'event', 'appended', 'pong', 'error', 'restart']);
+const CLIENT_TYPES: ReadonlySet<string> = new Set(['hello', 'append', 'ack', 'subscribe', 'ping', 'claim', 'release', 'commit', 'register']);
+const SERVER_TYPES: ReadonlySet<string> = new Set(['welcome', 'event', 'appended', 'pong', 'error', 'restart', 'lease', 'assign']);
 
 /** Decodes and validates a frame sent by a client. Throws LifelineError(BAD_FRAME | UNKNOWN_FRAME). */
 export function decodeClientFrame(raw: string | Uint8Array): ClientFrame {

@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   CONNECTION_CLOSED: { status: 503, close: 4503, message: 'connection closed' },
   SHUTTING_DOWN: { status: 503, close: 4503, message: 'relay is shutting down' },
   NOT_FOUND: { status: 404, close: 4404, message: 'no such route' },
+  LEASE_HELD: { status: 409, close: 4409, message: 'another agent holds this role' },
+  NOT_LEASE_HOLDER: { status: 403, close: 4403, message: 'this connection does not hold that lease' },
   CONNECTION_NOT_FOUND: { status: 404, close: 4404, message: 'no such connection' },
   BAD_SDP: { status: 400, close: 4400, message: 'SDP offer is malformed or unusable' },
   INTERNAL: { status: 500, close: 4500, message: 'internal error' },

@@ -46,7 +46,42 @@ export const AckSchema = z.object({ type: z.literal('ack'), offset: OffsetSchema
 export const SubscribeSchema = z.object({ type: z.literal('subscribe'), from: ResumePointSchema });
 export const PingSchema = z.object({ type: z.literal('ping'), id: z.number().int().nonnegative(), t: z.number().optional() });
 
-export const ClientFrameSchema = z.discriminatedUnion('type', [HelloSchema, AppendSchema, AckSchema, SubscribeSchema, PingSchema]);
+/** An agent role in a session (one lease holder per role), e.g. `assistant`. */
+export const RoleNameSchema = z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'role names use [A-Za-z0-9._-]');
+
+/**
+ * Claim the lease of a role: the relay grants epoch + 1 (fencing every older holder), or, with
+ * `epoch`, re-attaches this participant to the lease it already holds at that epoch (after a
+ * reconnect or a relay restart) without fencing itself.
+ */
+export const ClaimSchema = z.object({ type: z.literal('claim'), role: RoleNameSchema, epoch: Epoch.optional() });
+/** Give the lease up; with `handoff`, the relay assigns the session to that worker next. */
+export const ReleaseSchema = z.object({
+  type: z.literal('release'),
+  role: RoleNameSchema,
+  handoff: z.object({ to: IdSchema, context: JsonSchema.optional() }).optional(),
+});
+/** The lease holder has fully handled everything up to `offset` (a replacement starts there). */
+export const CommitSchema = z.object({ type: z.literal('commit'), role: RoleNameSchema, offset: OffsetSchema });
+/** On the worker channel: this worker takes sessions for these roles. */
+export const RegisterSchema = z.object({
+  type: z.literal('register'),
+  worker: IdSchema,
+  roles: z.array(RoleNameSchema).min(1).max(16),
+  capacity: z.number().int().min(1).max(100_000),
+});
+
+export const ClientFrameSchema = z.discriminatedUnion('type', [
+  HelloSchema,
+  AppendSchema,
+  AckSchema,
+  SubscribeSchema,
+  PingSchema,
+  ClaimSchema,
+  ReleaseSchema,
+  CommitSchema,
+  RegisterSchema,
+]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 export type HelloFrame = z.infer<typeof HelloSchema>;
 export type AppendFrame = z.infer<typeof AppendSchema>;
@@ -103,6 +138,25 @@ export const ErrorFrameSchema = z.object({
   fatal: z.boolean(),
 });
 
+/** A lease granted: produce as `@<role>` at `epoch`; start reading after `cursor`. */
+export const LeaseSchema = z.object({
+  type: z.literal('lease'),
+  role: RoleNameSchema,
+  holder: IdSchema,
+  epoch: Epoch,
+  cursor: OffsetSchema,
+});
+
+/** On the worker channel: take this session's role (new session, expired lease, or handoff). */
+export const AssignSchema = z.object({
+  type: z.literal('assign'),
+  session: IdSchema,
+  role: RoleNameSchema,
+  reason: z.enum(['created', 'expired', 'released', 'handoff']),
+  from: IdSchema.optional(),
+  context: JsonSchema.optional(),
+});
+
 /** The relay asks the client to restart ICE on its peer connection (WebRTC only). */
 export const RestartSchema = z.object({ type: z.literal('restart'), reason: z.string().max(200) });
 
@@ -113,6 +167,8 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   PongSchema,
   ErrorFrameSchema,
   RestartSchema,
+  LeaseSchema,
+  AssignSchema,
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 export type WelcomeFrame = z.infer<typeof WelcomeSchema>;

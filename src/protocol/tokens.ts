@@ -42,11 +42,21 @@ function keyOf(secret: string): Uint8Array {
   return new TextEncoder().encode(secret);
 }
 
+/**
+ * Admin tokens are for every session; user tokens for one; agent tokens for one session, or for
+ * every session (`*`): a worker's credential, with which it joins the sessions it is assigned.
+ */
+function scopeOk(role: TokenRole, session: string): boolean {
+  if (role === 'admin') return session === ANY_SESSION;
+  if (role === 'user') return session !== ANY_SESSION;
+  return true;
+}
+
 export async function mintToken(secret: string, opts: MintOptions): Promise<string> {
   const ttl = opts.ttlSeconds ?? 3600;
   if (!(ttl > 0)) throw new LifelineError('BAD_REQUEST', 'ttlSeconds must be positive');
-  if ((opts.role === 'admin') !== (opts.session === ANY_SESSION)) {
-    throw new LifelineError('BAD_REQUEST', `admin tokens, and only they, are for every session ("${ANY_SESSION}")`);
+  if (!scopeOk(opts.role, opts.session)) {
+    throw new LifelineError('BAD_REQUEST', `admin tokens are for every session ("${ANY_SESSION}"); user tokens for one`);
   }
   return new SignJWT({ sid: opts.session, role: opts.role })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -68,7 +78,7 @@ export async function verifyToken(secret: string, token: string): Promise<TokenC
   }
   const claims = ClaimsSchema.safeParse(payload);
   if (!claims.success) throw new LifelineError('UNAUTHORIZED', 'token claims are malformed');
-  if ((claims.data.role === 'admin') !== (claims.data.sid === ANY_SESSION)) {
+  if (!scopeOk(claims.data.role, claims.data.sid)) {
     throw new LifelineError('UNAUTHORIZED', 'token scope is malformed');
   }
   return { session: claims.data.sid, participant: claims.data.sub, role: claims.data.role, exp: claims.data.exp };

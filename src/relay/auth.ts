@@ -26,7 +26,8 @@ export class Authenticator {
   /** A token for this session (or an admin token). */
   async forSession(req: FastifyRequest, sessionId: string): Promise<TokenClaims> {
     const claims = await this.claims(req);
-    if (claims.role === 'admin' && claims.session === ANY_SESSION) return claims;
+    // Admin tokens and worker (agent, every-session) tokens reach any session.
+    if (claims.session === ANY_SESSION && (claims.role === 'admin' || claims.role === 'agent')) return claims;
     if (claims.session !== sessionId) throw new LifelineError('FORBIDDEN', 'token is for another session');
     return claims;
   }

@@ -20,6 +20,8 @@ export const RelayConfigSchema = z.object({
   ringSize: z.number().int().min(16).max(1_000_000).default(1024),
   /** How long a device whose link was lost stays `reconnecting` before it is `gone`. */
   presenceGraceMs: z.number().int().min(0).max(600_000).default(5000),
+  /** How long an agent's lease outlives its connection going silent or away (sub-second). */
+  leaseTtlMs: z.number().int().min(50).max(600_000).default(500),
   /** Write presence changes into session timelines (as `presence` events from the relay). */
   presenceEvents: z.boolean().default(true),
   /** Addresses WebRTC advertises and pairs; empty for every interface. */

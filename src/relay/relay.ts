@@ -5,9 +5,9 @@ import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { LifelineError } from '../protocol/index.js';
 import { openStore } from '../store/index.js';
-import { PresenceTracker, Timeline } from '../timeline/index.js';
+import { LeaseManager, PresenceTracker, RELAY_ORIGIN, Timeline } from '../timeline/index.js';
 import { RtcTransport, registerWsTransport } from '../transport/index.js';
-import type { ConnectionLimits, ConnectionObserver } from '../transport/index.js';
+import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../transport/index.js';
 import { Authenticator } from './auth.js';
 import { parseConfig } from './config.js';
 import type { RelayConfig, RelayConfigInput } from './config.js';
@@ -15,6 +15,7 @@ import { ConnectionRegistry } from './connection-registry.js';
 import { installErrorHandlers } from './http-errors.js';
 import { RelayMetrics } from './metrics.js';
 import { registerSessionRoutes } from './session-routes.js';
+import { WorkerPool } from './worker-pool.js';
 
 export interface Relay {
   readonly config: RelayConfig;
@@ -24,6 +25,8 @@ export interface Relay {
   readonly connections: ConnectionRegistry;
   readonly rtc: RtcTransport;
   readonly presence: PresenceTracker;
+  readonly leases: LeaseManager;
+  readonly workers: WorkerPool;
   readonly log: Logger;
   /** Starts listening; resolves with the base URL (http://host:port). */
   listen(): Promise<string>;
@@ -69,6 +72,27 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     recordEvents: config.presenceEvents,
     onError: (err) => log.warn({ err }, 'presence event not written'),
   });
+  const workers = new WorkerPool({
+    authorize: (req) => auth.claims(req),
+    onAssign: (a, worker) => log.info({ session: a.sessionId, role: a.role, reason: a.reason, worker }, 'session assigned'),
+  });
+  const leases = new LeaseManager(store, {
+    ttlMs: config.leaseTtlMs,
+    onExpired: (lease) => {
+      workers.ended(lease);
+      workers.assign({ sessionId: lease.sessionId, role: lease.role, reason: 'expired', from: lease.holder ?? undefined });
+    },
+  });
+  const services: ConnectionServices = {
+    leases,
+    released: (sessionId, lease, handoff) => {
+      workers.ended(lease);
+      if (!handoff) return;
+      const data = { action: 'handoff', role: lease.role, from: lease.holder, to: handoff.to, ...(handoff.context !== undefined ? { context: handoff.context } : {}) };
+      void timeline.append(sessionId, [{ from: RELAY_ORIGIN, kind: 'control', data }]).catch((err: unknown) => log.warn({ err }, 'handoff mark not written'));
+      workers.assign({ sessionId, role: lease.role, reason: 'handoff', to: handoff.to, from: lease.holder ?? undefined, context: handoff.context });
+    },
+  };
   const metricsObserver = metrics.connectionObserver();
   const connectionObserver: ConnectionObserver = {
     ...metricsObserver,
@@ -80,7 +104,8 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       if (c.origin) presence.detach(c.sessionId, c.origin, c, c.cleanClose);
     },
   };
-  registerSessionRoutes(app, { timeline, auth, registry: connections, presence, secret: config.secret });
+  registerSessionRoutes(app, { timeline, auth, registry: connections, presence, workers, secret: config.secret });
+  workers.register(app);
   registerWsTransport(app, {
     timeline,
     limits,
@@ -90,6 +115,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       ...connectionObserver,
       failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
     },
+    services,
   });
 
   const rtc = new RtcTransport({
@@ -102,6 +128,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
     },
     rtc: { iceHosts: config.rtcIceHosts, icePortRange: config.rtcPortRange },
+    services,
     onRestart: (_peer, ms) => metrics.iceRestarted(ms),
   });
   rtc.register(app);
@@ -118,6 +145,8 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     connections,
     rtc,
     presence,
+    leases,
+    workers,
     log,
     async listen() {
       const address = await app.listen({ host: config.host, port: config.port });
@@ -129,6 +158,8 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       closing ??= (async () => {
         // No presence events for a shutdown: devices come back to another (or the same) relay.
         presence.close();
+        leases.close();
+        workers.closeAll();
         for (const c of connections.all()) c.fail(new LifelineError('SHUTTING_DOWN'));
         rtc.closeAll();
         await app.close();

@@ -1,15 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { IdSchema, JsonSchema, LifelineError, mintToken } from '../protocol/index.js';
+import { IdSchema, JsonSchema, LifelineError, RoleNameSchema, mintToken } from '../protocol/index.js';
 import type { PresenceTracker, Timeline } from '../timeline/index.js';
 import type { Authenticator } from './auth.js';
 import type { ConnectionRegistry } from './connection-registry.js';
+import type { WorkerPool } from './worker-pool.js';
 import { parseRequest } from './http-errors.js';
 
 const CreateSessionBody = z.object({
   id: IdSchema.optional(),
   ttlSeconds: z.number().positive().max(366 * 24 * 3600).optional(),
   metadata: z.record(z.string(), JsonSchema).optional(),
+  /** Hand the session to a registered worker of this role right away. */
+  agent: z.object({ role: RoleNameSchema }).optional(),
 });
 
 const MintTokenBody = z.object({
@@ -25,6 +28,7 @@ export interface SessionRoutesOptions {
   auth: Authenticator;
   registry: ConnectionRegistry;
   presence: PresenceTracker;
+  workers: WorkerPool;
   secret: string;
 }
 
@@ -34,8 +38,9 @@ export function registerSessionRoutes(app: FastifyInstance, opts: SessionRoutesO
 
   app.post('/v1/sessions', async (req, reply) => {
     await auth.admin(req);
-    const body = parseRequest(CreateSessionBody, req.body ?? {}, 'body');
+    const { agent, ...body } = parseRequest(CreateSessionBody, req.body ?? {}, 'body');
     const record = await timeline.createSession(body);
+    if (agent) opts.workers.assign({ sessionId: record.id, role: agent.role, reason: 'created' });
     return reply.status(201).send({ ...record, head: '-1' });
   });
 

@@ -10,13 +10,15 @@ import type { SessionOptions } from './session.js';
 import { wsTransport } from './node-ws.js';
 
 export { LifelineSession, sessionOfToken } from './session.js';
-export type { SessionOptions, SessionEvents, StateChange, ConnectionState, AppendOptions } from './session.js';
+export type { SessionOptions, SessionEvents, StateChange, ConnectionState, AppendOptions, LeaseGrant } from './session.js';
 export type { ClientTransport, ClientLink, ConnectTarget } from './client-transport.js';
 export { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
 export type { ReconnectPolicy, ReconnectContext, BackoffOptions } from './reconnect-policy.js';
 export { EventStream } from './event-stream.js';
+export { AgentWorker } from './node-worker.js';
+export type { AgentJob, WorkerOptions } from './node-worker.js';
 export { wsTransport, wsUrlOf } from './node-ws.js';
-export { mintToken, verifyToken, LifelineError, ERROR_CODES, START_OFFSET, NOW_OFFSET, formatOffset, parseOffset } from '../protocol/index.js';
+export { mintToken, verifyToken, LifelineError, ERROR_CODES, START_OFFSET, NOW_OFFSET, ANY_SESSION, formatOffset, parseOffset, asPresenceChange } from '../protocol/index.js';
 export type { TimelineEvent, EventKind, Json, ErrorCode, MintOptions, TokenClaims, Origin, PresenceChange, DeviceState } from '../protocol/index.js';
 
 /** Connects over WebSocket unless another transport is given. */

@@ -95,6 +95,14 @@ export interface SessionEvents {
   error: (err: LifelineError) => void;
 }
 
+/** A lease granted: this session now appends as `@<role>` at `epoch`. */
+export interface LeaseGrant {
+  role: string;
+  epoch: number;
+  /** Everything up to here was handled by earlier holders: read after it. */
+  cursor: string;
+}
+
 export interface AppendOptions {
   track?: string;
   bin?: Uint8Array;
@@ -131,7 +139,10 @@ export class LifelineSession {
   readonly #opts: SessionOptions;
   readonly #emitter = new Emitter<SessionEvents>();
   readonly #policy: ReconnectPolicy;
-  readonly #outbox: Outbox;
+  #outbox: Outbox;
+  /** Roles whose lease this session holds, with their epochs (re-claimed after reconnects). */
+  readonly #leases = new Map<string, number>();
+  #claiming: { role: string; resolve: (grant: LeaseGrant) => void; reject: (err: LifelineError) => void } | undefined;
   #link: ClientLink | undefined;
   #state: ConnectionState = 'connecting';
   /** Seq of the newest event delivered (our resume point); undefined until the first welcome. */
@@ -260,6 +271,42 @@ export class LifelineSession {
       ...opts,
       session: this.id,
     });
+  }
+
+  // ---- agent leases ----------------------------------------------------------------------
+
+  /**
+   * Claims the lease of an agent role in this session: from now on this session appends as the
+   * role's producer (`@<role>`) at the granted epoch, and every earlier holder is fenced (its
+   * appends are refused with STALE_EPOCH). Only agents can claim; nothing may be pending.
+   * After a reconnect the lease is re-claimed at the same epoch automatically.
+   */
+  async claim(role: string): Promise<LeaseGrant> {
+    if (!this.#open) throw new LifelineError('CONNECTION_CLOSED', 'not connected');
+    if (this.#claiming) throw new LifelineError('BAD_REQUEST', 'a claim is already under way');
+    await this.flush();
+    const grant = await new Promise<LeaseGrant>((resolve, reject) => {
+      this.#claiming = { role, resolve, reject };
+      this.#send({ type: 'claim', role });
+    });
+    this.#leases.set(role, grant.epoch);
+    this.#outbox = new Outbox(`@${role}`, grant.epoch, this.#opts.maxOutbox ?? 4096);
+    this.#outbox.continueFrom(grant.epoch, -1);
+    return grant;
+  }
+
+  /** Records that this lease holder has fully handled everything up to `offset`. */
+  commit(role: string, offset: string): void {
+    if (!this.#leases.has(role)) throw new LifelineError('NOT_LEASE_HOLDER', `this session does not hold ${role}`);
+    this.#send({ type: 'commit', role, offset });
+  }
+
+  /** Gives the lease up once everything appended is acknowledged; `handoff` names the next worker. */
+  async release(role: string, handoff?: { to: string; context?: Json }): Promise<void> {
+    if (!this.#leases.has(role)) throw new LifelineError('NOT_LEASE_HOLDER', `this session does not hold ${role}`);
+    await this.flush();
+    this.#leases.delete(role);
+    this.#send({ type: 'release', role, ...(handoff ? { handoff } : {}) });
   }
 
   // ---- appends ---------------------------------------------------------------------------
@@ -400,11 +447,30 @@ export class LifelineSession {
       case 'error': {
         const err = new LifelineError(frame.code, frame.message);
         if (frame.producer) this.#outbox.refused(frame.producer.epoch, frame.producer.seq, err);
+        else if (this.#claiming && ['LEASE_HELD', 'STALE_EPOCH', 'FORBIDDEN', 'BAD_FRAME', 'NOT_LEASE_HOLDER'].includes(frame.code)) {
+          this.#claiming.reject(err);
+          this.#claiming = undefined;
+          return;
+        } else if (frame.code === 'STALE_EPOCH' && this.#leases.size > 0) {
+          // A re-claim after reconnecting was refused: another holder took over. We are fenced.
+          this.#leases.clear();
+          this.#outbox.failAll(err);
+        }
         if (frame.fatal) this.#lastError = frame.code;
         else this.#emitter.emit('error', err);
         if (frame.code === 'STALE_EPOCH') this.#emitter.emit('error', err);
         return;
       }
+      case 'lease': {
+        const claim = this.#claiming;
+        if (claim && claim.role === frame.role) {
+          this.#claiming = undefined;
+          claim.resolve({ role: frame.role, epoch: frame.epoch, cursor: frame.cursor });
+        }
+        return;
+      }
+      case 'assign':
+        return;
       case 'restart':
         if (this.#link?.restart && !this.#restart) this.#startRestart(this.#link, `relay asked: ${frame.reason}`);
         return;
@@ -431,6 +497,8 @@ export class LifelineSession {
     this.#lastWelcomedLink = this.#link;
     const downMs = first ? undefined : Date.now() - this.#lostAt;
     this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
+    // Leases first: the relay handles frames in order, so the re-claim precedes the appends.
+    for (const [role, epoch] of this.#leases) this.#send({ type: 'claim', role, epoch });
     for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
     this.#startHeartbeat(this.#opts.heartbeatMs ?? this.#transport.heartbeatMs ?? w.heartbeatMs);
     if (first) {
@@ -612,6 +680,8 @@ export class LifelineSession {
     }
     this.#emit('closed', err ? { error: err.code } : {});
     this.#outbox.failAll(err ?? new LifelineError('CONNECTION_CLOSED'));
+    this.#claiming?.reject(err ?? new LifelineError('CONNECTION_CLOSED'));
+    this.#claiming = undefined;
     this.stream.end();
     this.#firstWelcome?.reject(err ?? new LifelineError('CONNECTION_CLOSED'));
     this.#firstWelcome = undefined;

@@ -1,10 +1,13 @@
 import { LifelineError } from '../protocol/index.js';
 import type { ProducerState } from '../protocol/index.js';
 import { judgeProducer } from './producer-rules.js';
-import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent } from './store.js';
+import { leaseProducerId } from './store.js';
+import type { AppendEntry, AppendOutcome, LeaseRecord, SessionRecord, Store, StoredEvent } from './store.js';
 
 interface MemorySession {
   record: SessionRecord;
+  leases: Map<string, LeaseRecord>;
+  cursors: Map<string, number>;
   events: StoredEvent[];
   producers: Map<string, ProducerState>;
   /** producerId/epoch/seq → event seq, for answering retries with the original offset. */
@@ -18,7 +21,7 @@ export class MemoryStore implements Store {
 
   async createSession(record: SessionRecord): Promise<void> {
     if (this.#sessions.has(record.id)) throw new LifelineError('SESSION_EXISTS');
-    this.#sessions.set(record.id, { record: structuredClone(record), events: [], producers: new Map(), origins: new Map() });
+    this.#sessions.set(record.id, { record: structuredClone(record), events: [], producers: new Map(), origins: new Map(), leases: new Map(), cursors: new Map() });
   }
 
   async getSession(id: string): Promise<SessionRecord | undefined> {
@@ -81,6 +84,40 @@ export class MemoryStore implements Store {
   async producer(sessionId: string, producerId: string): Promise<ProducerState | undefined> {
     const p = this.#sessions.get(sessionId)?.producers.get(producerId);
     return p && { ...p };
+  }
+
+  async lease(sessionId: string, role: string): Promise<LeaseRecord | undefined> {
+    const l = this.#sessions.get(sessionId)?.leases.get(role);
+    return l && { ...l };
+  }
+
+  async claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined> {
+    const s = this.#sessions.get(sessionId);
+    if (!s) return undefined;
+    const current = s.leases.get(role)?.epoch ?? 0;
+    if (current !== expectedEpoch) return undefined;
+    const lease: LeaseRecord = { sessionId, role, holder, epoch: current + 1 };
+    s.leases.set(role, lease);
+    const producer = leaseProducerId(role);
+    s.producers.set(producer, { id: producer, epoch: lease.epoch, seq: -1 });
+    return { ...lease };
+  }
+
+  async releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean> {
+    const l = this.#sessions.get(sessionId)?.leases.get(role);
+    if (!l || l.holder !== holder || l.epoch !== epoch) return false;
+    l.holder = null;
+    return true;
+  }
+
+  async commitCursor(sessionId: string, consumer: string, seq: number): Promise<void> {
+    const s = this.#sessions.get(sessionId);
+    if (!s) return;
+    s.cursors.set(consumer, Math.max(seq, s.cursors.get(consumer) ?? 0));
+  }
+
+  async cursor(sessionId: string, consumer: string): Promise<number> {
+    return this.#sessions.get(sessionId)?.cursors.get(consumer) ?? 0;
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,8 @@ import { dirname } from 'node:path';
 import { LifelineError } from '../protocol/index.js';
 import type { EventKind, Json, ProducerState, Role } from '../protocol/index.js';
 import { judgeProducer } from './producer-rules.js';
-import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent } from './store.js';
+import { leaseProducerId } from './store.js';
+import type { AppendEntry, AppendOutcome, LeaseRecord, SessionRecord, Store, StoredEvent } from './store.js';
 
 export interface SqliteStoreOptions {
   /**
@@ -41,6 +42,19 @@ CREATE TABLE IF NOT EXISTS events (
   PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_origin ON events(session, producer, epoch, pseq) WHERE producer IS NOT NULL;
+CREATE TABLE IF NOT EXISTS leases (
+  session TEXT NOT NULL,
+  role TEXT NOT NULL,
+  holder TEXT,
+  epoch INTEGER NOT NULL,
+  PRIMARY KEY (session, role)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+  session TEXT NOT NULL,
+  consumer TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (session, consumer)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS producers (
   session TEXT NOT NULL,
   id TEXT NOT NULL,
@@ -104,7 +118,15 @@ export class SqliteStore implements Store {
     origin: Statement<[string, string, number, number], { seq: number }>;
     insertEvent: Statement;
     read: Statement<[string, number, number], EventRow>;
+    lease: Statement<[string, string], { holder: string | null; epoch: number }>;
+    upsertLease: Statement;
+    releaseLease: Statement;
+    deleteLeases: Statement;
+    cursor: Statement<[string, string], { seq: number }>;
+    commitCursor: Statement;
+    deleteCursors: Statement;
   };
+  readonly #claimTx: (sessionId: string, role: string, holder: string, expectedEpoch: number) => LeaseRecord | undefined;
   readonly #appendTx: (entries: readonly AppendEntry[]) => AppendOutcome[];
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
@@ -136,7 +158,27 @@ export class SqliteStore implements Store {
       read: db.prepare(
         'SELECT seq, ts, participant, device, role, kind, track, data, bin FROM events WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
+      lease: db.prepare('SELECT holder, epoch FROM leases WHERE session = ? AND role = ?'),
+      upsertLease: db.prepare(
+        'INSERT INTO leases (session, role, holder, epoch) VALUES (?, ?, ?, ?) ON CONFLICT (session, role) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch',
+      ),
+      releaseLease: db.prepare('UPDATE leases SET holder = NULL WHERE session = ? AND role = ? AND holder = ? AND epoch = ?'),
+      deleteLeases: db.prepare('DELETE FROM leases WHERE session = ?'),
+      cursor: db.prepare('SELECT seq FROM cursors WHERE session = ? AND consumer = ?'),
+      commitCursor: db.prepare(
+        'INSERT INTO cursors (session, consumer, seq) VALUES (?, ?, ?) ON CONFLICT (session, consumer) DO UPDATE SET seq = max(seq, excluded.seq)',
+      ),
+      deleteCursors: db.prepare('DELETE FROM cursors WHERE session = ?'),
     };
+    this.#claimTx = db.transaction((sessionId: string, role: string, holder: string, expectedEpoch: number): LeaseRecord | undefined => {
+      if (this.#stmt.head.get(sessionId) === undefined) return undefined;
+      const current = this.#stmt.lease.get(sessionId, role)?.epoch ?? 0;
+      if (current !== expectedEpoch) return undefined;
+      const epoch = current + 1;
+      this.#stmt.upsertLease.run(sessionId, role, holder, epoch);
+      this.#stmt.setProducer.run(sessionId, leaseProducerId(role), epoch, -1);
+      return { sessionId, role, holder, epoch };
+    }).immediate as unknown as (sessionId: string, role: string, holder: string, expectedEpoch: number) => LeaseRecord | undefined;
     this.#appendTx = db.transaction((entries: readonly AppendEntry[]) => {
       const heads = new Map<string, number>();
       const out = entries.map((entry) => this.#appendOne(entry, heads));
@@ -208,6 +250,8 @@ export class SqliteStore implements Store {
     return this.#db.transaction(() => {
       this.#stmt.deleteEvents.run(id);
       this.#stmt.deleteProducers.run(id);
+      this.#stmt.deleteLeases.run(id);
+      this.#stmt.deleteCursors.run(id);
       return this.#stmt.deleteSession.run(id).changes > 0;
     })();
   }
@@ -232,6 +276,28 @@ export class SqliteStore implements Store {
   async producer(sessionId: string, producerId: string): Promise<ProducerState | undefined> {
     const row = this.#stmt.producer.get(sessionId, producerId);
     return row && { id: producerId, epoch: row.epoch, seq: row.seq };
+  }
+
+  async lease(sessionId: string, role: string): Promise<LeaseRecord | undefined> {
+    const row = this.#stmt.lease.get(sessionId, role);
+    return row && { sessionId, role, holder: row.holder, epoch: row.epoch };
+  }
+
+  async claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined> {
+    return this.#claimTx(sessionId, role, holder, expectedEpoch);
+  }
+
+  async releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean> {
+    return this.#stmt.releaseLease.run(sessionId, role, holder, epoch).changes > 0;
+  }
+
+  async commitCursor(sessionId: string, consumer: string, seq: number): Promise<void> {
+    if (this.#stmt.head.get(sessionId) === undefined) return;
+    this.#stmt.commitCursor.run(sessionId, consumer, seq);
+  }
+
+  async cursor(sessionId: string, consumer: string): Promise<number> {
+    return this.#stmt.cursor.get(sessionId, consumer)?.seq ?? 0;
   }
 
   async close(): Promise<void> {

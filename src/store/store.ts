@@ -36,6 +36,24 @@ export type AppendOutcome =
   | { status: 'rejected'; code: RejectCode; current?: ProducerState | undefined };
 
 /**
+ * The durable part of an agent lease: who holds a session's role, at which epoch. Claiming bumps
+ * the epoch and, in the same transaction, fences the role's producer (`@<role>`): appends of any
+ * older epoch are refused with STALE_EPOCH from then on. Liveness (expiry) is the relay's.
+ */
+export interface LeaseRecord {
+  sessionId: string;
+  role: string;
+  /** Participant holding the lease; null after a release (the epoch is kept). */
+  holder: string | null;
+  epoch: number;
+}
+
+/** The producer id of a role's lease holder: one producer per role, fenced by lease epochs. */
+export function leaseProducerId(role: string): string {
+  return `@${role}`;
+}
+
+/**
  * The storage contract every backend meets (memory, sqlite, nats). All methods are async so that
  * networked backends fit without changing callers. Callers get a backend from `openStore()` and
  * never look at its class.
@@ -63,6 +81,23 @@ export interface Store {
   /** Sequence number of the newest event (0 when empty). Undefined for unknown sessions. */
   head(sessionId: string): Promise<number | undefined>;
   producer(sessionId: string, producerId: string): Promise<ProducerState | undefined>;
+
+  /** The lease of a session's role, if one was ever claimed. */
+  lease(sessionId: string, role: string): Promise<LeaseRecord | undefined>;
+  /**
+   * Grants the role's lease to `holder` at epoch + 1 when `expectedEpoch` is the current epoch
+   * (0 if never claimed), and sets producer `@<role>` to that epoch with seq -1, atomically.
+   * Returns the new record, or undefined when the epoch moved (someone else claimed first) or
+   * the session does not exist.
+   */
+  claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined>;
+  /** Clears the holder if it still holds `epoch`; the epoch stays. Returns false otherwise. */
+  releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean>;
+
+  /** Records that `consumer` has fully handled everything up to `seq` (never moves back). */
+  commitCursor(sessionId: string, consumer: string, seq: number): Promise<void>;
+  /** The committed position of `consumer` (0 if none). */
+  cursor(sessionId: string, consumer: string): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -3,3 +3,5 @@ export type { TimelineOptions, TimelineObserver, CreateSessionOptions, AppendInp
 export { TimelineReader, toTimelineEvent } from './reader.js';
 export { PresenceTracker, RELAY_ORIGIN } from './presence.js';
 export type { ParticipantPresence, DevicePresence, PresenceOptions } from './presence.js';
+export { LeaseManager } from './leases.js';
+export type { LeaseOptions, Grant } from './leases.js';

@@ -10,8 +10,9 @@ import {
   parseOffset,
   NOW_OFFSET,
 } from '../protocol/index.js';
-import type { AppendFrame, ClientFrame, HelloFrame, Origin, ServerFrame, TokenClaims } from '../protocol/index.js';
-import type { Timeline, TimelineReader } from '../timeline/index.js';
+import type { AppendFrame, ClientFrame, HelloFrame, Json, Origin, ServerFrame, TokenClaims } from '../protocol/index.js';
+import type { LeaseManager, Timeline, TimelineReader } from '../timeline/index.js';
+import type { LeaseRecord } from '../store/index.js';
 import type { FrameLink } from './frame-link.js';
 
 export interface ConnectionLimits {
@@ -56,6 +57,13 @@ export interface ConnectionObserver {
 
 type State = 'awaiting-hello' | 'open' | 'closed';
 
+/** What agent connections can use besides the timeline: leases, and what to do on release. */
+export interface ConnectionServices {
+  leases?: LeaseManager;
+  /** A lease was released by its holder (with a handoff target, if any). */
+  released?: (sessionId: string, lease: LeaseRecord, handoff: { to: string; context?: Json | undefined } | undefined) => void;
+}
+
 const EVENTS_PER_PULL = 64;
 
 /**
@@ -72,6 +80,7 @@ export class ProtocolConnection {
   readonly #timeline: Timeline;
   readonly #limits: ConnectionLimits;
   readonly #observer: ConnectionObserver;
+  readonly #services: ConnectionServices;
   #reader: TimelineReader | undefined;
   #window = 0;
   #acked = 0;
@@ -84,7 +93,16 @@ export class ProtocolConnection {
   /** Serializes frame handling so appends are submitted (and acknowledged) in arrival order. */
   #inbox: Promise<void> = Promise.resolve();
 
-  constructor(link: FrameLink, timeline: Timeline, sessionId: string, claims: TokenClaims, limits: ConnectionLimits, observer: ConnectionObserver = {}) {
+  constructor(
+    link: FrameLink,
+    timeline: Timeline,
+    sessionId: string,
+    claims: TokenClaims,
+    limits: ConnectionLimits,
+    observer: ConnectionObserver = {},
+    services: ConnectionServices = {},
+  ) {
+    this.#services = services;
     this.#link = link;
     this.#timeline = timeline;
     this.sessionId = sessionId;
@@ -114,6 +132,7 @@ export class ProtocolConnection {
     this.#lastFrameAt = Date.now();
     if (this.#silent) {
       this.#silent = false;
+      this.#services.leases?.alive(this);
       this.#observer.alive?.(this);
     }
     const bytes = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
@@ -167,6 +186,42 @@ export class ProtocolConnection {
       case 'ping':
         this.#send({ type: 'pong', id: frame.id, ...(frame.t !== undefined ? { t: frame.t } : {}) });
         return;
+      case 'claim':
+        await this.#claim(frame.role, frame.epoch);
+        return;
+      case 'release':
+        await this.#release(frame.role, frame.handoff);
+        return;
+      case 'commit':
+        await this.#leases().commit(this.sessionId, frame.role, this, parseOffset(frame.offset) ?? 0);
+        return;
+      case 'register':
+        this.#sendError(new LifelineError('BAD_FRAME', 'register belongs on the worker channel (/v1/workers/ws)'));
+        return;
+    }
+  }
+
+  #leases(): LeaseManager {
+    if (!this.#services.leases) throw new LifelineError('BAD_FRAME', 'this relay has no leases');
+    if (this.#origin?.role !== 'agent') throw new LifelineError('FORBIDDEN', 'only agents hold leases');
+    return this.#services.leases;
+  }
+
+  async #claim(role: string, epoch: number | undefined): Promise<void> {
+    try {
+      const grant = await this.#leases().claim(this.sessionId, role, this.claims.participant, this, epoch);
+      this.#send({ type: 'lease', role, holder: this.claims.participant, epoch: grant.lease.epoch, cursor: grant.cursor });
+    } catch (err) {
+      this.#sendError(isLifelineError(err) ? err : new LifelineError('INTERNAL'));
+    }
+  }
+
+  async #release(role: string, handoff: { to: string; context?: Json | undefined } | undefined): Promise<void> {
+    try {
+      const lease = await this.#leases().release(this.sessionId, role, this);
+      this.#services.released?.(this.sessionId, lease, handoff);
+    } catch (err) {
+      this.#sendError(isLifelineError(err) ? err : new LifelineError('INTERNAL'));
     }
   }
 
@@ -219,6 +274,10 @@ export class ProtocolConnection {
       this.#sendError(new LifelineError('BAD_FRAME', problem), frame.producer);
       return;
     }
+    if (frame.producer.id.startsWith('@') && !this.#services.leases?.held(this.sessionId, frame.producer.id.slice(1), this)) {
+      this.#sendError(new LifelineError('NOT_LEASE_HOLDER', `appending as ${frame.producer.id} needs that role's lease`), frame.producer);
+      return;
+    }
     if (frame.kind === 'presence' && this.#origin?.role === 'user') {
       this.#sendError(new LifelineError('FORBIDDEN', 'users do not publish presence; the relay derives it'), frame.producer);
       return;
@@ -240,7 +299,8 @@ export class ProtocolConnection {
 
   /** Producer ids are scoped by participant, so no participant can fence another's producer. */
   #producerKey(id: string): string {
-    return `${this.claims.participant}/${id}`;
+    // `@role` is the role's lease producer, shared by its successive holders (fenced by epoch).
+    return id.startsWith('@') ? id : `${this.claims.participant}/${id}`;
   }
 
   #ack(seq: number): void {
@@ -303,6 +363,7 @@ export class ProtocolConnection {
       }
       if (!this.#silent && idle >= this.#silentAfterMs) {
         this.#silent = true;
+        this.#services.leases?.lost(this);
         this.#observer.silent?.(this);
       }
       const nextSilence = this.#silent ? Infinity : this.#silentAfterMs - idle;
@@ -348,6 +409,7 @@ export class ProtocolConnection {
     clearTimeout(this.#idleTimer);
     this.#reader?.close();
     this.#ackWaker?.();
+    this.#services.leases?.lost(this);
     this.#link.close(code, reason);
     this.#observer.closed?.(this, code, reason);
   }

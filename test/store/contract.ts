@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LifelineError } from '../../src/protocol/index.js';
 import type { ErrorCode, Json, Origin, ProducerRef } from '../../src/protocol/index.js';
+import { leaseProducerId } from '../../src/store/index.js';
 import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent } from '../../src/store/index.js';
 
 /** What a backend's test file hands the contract: a fresh, empty store per test. */
@@ -359,6 +360,278 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
         // The other session is untouched.
         expect(await store.head('b')).toBe(1);
         expect(await store.producer('b', 'p')).toEqual({ id: 'p', epoch: 0, seq: 0 });
+      });
+    });
+
+    describe('leases and cursors', () => {
+      const AGENT = leaseProducerId('agent');
+      const stale = (epoch: number, seq: number): AppendOutcome => ({ status: 'rejected', code: 'STALE_EPOCH', current: { id: AGENT, epoch, seq } });
+
+      beforeEach(async () => {
+        for (const id of ['a', 'b']) await store.createSession(record(id));
+      });
+
+      it('names the role producer @<role>', () => {
+        expect(leaseProducerId('agent')).toBe('@agent');
+        expect(leaseProducerId('user')).toBe('@user');
+      });
+
+      it('has no lease before any claim', async () => {
+        expect(await store.lease('a', 'agent')).toBeUndefined();
+        expect(await store.lease('unknown', 'agent')).toBeUndefined();
+        expect(await store.producer('a', AGENT)).toBeUndefined();
+      });
+
+      it('grants epoch 1 to the first claimer (expectedEpoch 0)', async () => {
+        const granted = await store.claimLease('a', 'agent', 'w1', 0);
+        expect(granted).toEqual({ sessionId: 'a', role: 'agent', holder: 'w1', epoch: 1 });
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w1', epoch: 1 });
+      });
+
+      it('refuses a claim with a stale expectedEpoch and changes nothing', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.append([entry('a', 1, [AGENT, 1, 0])]);
+        for (const expected of [0, 2, 5, -1]) {
+          expect(await store.claimLease('a', 'agent', 'w2', expected)).toBeUndefined();
+        }
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w1', epoch: 1 });
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 1, seq: 0 });
+        // The holder carries on undisturbed.
+        expect(await store.append([entry('a', 2, [AGENT, 1, 1])])).toEqual([appended(2)]);
+      });
+
+      it('a claim at the current epoch grants epoch + 1 to another holder', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        expect(await store.claimLease('a', 'agent', 'w2', 1)).toEqual({ sessionId: 'a', role: 'agent', holder: 'w2', epoch: 2 });
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w2', epoch: 2 });
+        // Only one of two claims at the same expected epoch wins.
+        expect(await store.claimLease('a', 'agent', 'w3', 1)).toBeUndefined();
+        expect((await store.lease('a', 'agent'))?.holder).toBe('w2');
+      });
+
+      it('claiming fences the role producer: {epoch, seq: -1}, old epochs STALE_EPOCH, new holder starts at seq 0', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 1, seq: -1 });
+        expect(await store.append([entry('a', 1, [AGENT, 1, 0]), entry('a', 2, [AGENT, 1, 1]), entry('a', 3, [AGENT, 1, 2])])).toEqual([
+          appended(1),
+          appended(2),
+          appended(3),
+        ]);
+
+        await store.claimLease('a', 'agent', 'w2', 1);
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: -1 });
+        // The old holder's next append, and a retry of an old one, are both fenced.
+        expect(await store.append([entry('a', 4, [AGENT, 1, 3])])).toEqual([stale(2, -1)]);
+        expect(await store.append([entry('a', 3, [AGENT, 1, 2])])).toEqual([stale(2, -1)]);
+        expect(await store.head('a')).toBe(3);
+
+        // The new holder: seq 0 first (a later seq is a gap), then 1; a retry is a duplicate.
+        expect(await store.append([entry('a', 9, [AGENT, 2, 1])])).toEqual([
+          { status: 'rejected', code: 'SEQUENCE_GAP', current: { id: AGENT, epoch: 2, seq: -1 } },
+        ]);
+        expect(await store.append([entry('a', 4, [AGENT, 2, 0])])).toEqual([appended(4)]);
+        expect(await store.append([entry('a', 5, [AGENT, 2, 1])])).toEqual([appended(5)]);
+        expect(await store.append([entry('a', 5, [AGENT, 2, 1])])).toEqual([duplicate(5)]);
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: 1 });
+        // Still fenced after the new holder wrote.
+        expect(await store.append([entry('a', 6, [AGENT, 1, 3])])).toEqual([stale(2, 1)]);
+        expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3', 't4', 't5']);
+      });
+
+      it('fences even a holder that never appended (a claim with no writes in between)', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.claimLease('a', 'agent', 'w2', 1);
+        expect(await store.append([entry('a', 1, [AGENT, 1, 0])])).toEqual([stale(2, -1)]);
+        expect(await store.head('a')).toBe(0);
+      });
+
+      it('leaves other producers alone', async () => {
+        await store.append([entry('a', 1, ['p', 4, 0])]);
+        await store.claimLease('a', 'agent', 'w1', 0);
+        expect(await store.producer('a', 'p')).toEqual({ id: 'p', epoch: 4, seq: 0 });
+        expect(await store.append([entry('a', 2, ['p', 4, 1])])).toEqual([appended(2)]);
+      });
+
+      it('returns undefined when claiming for an unknown session and creates nothing', async () => {
+        expect(await store.claimLease('unknown', 'agent', 'w1', 0)).toBeUndefined();
+        expect(await store.lease('unknown', 'agent')).toBeUndefined();
+        expect(await store.producer('unknown', AGENT)).toBeUndefined();
+        // A session created later still starts at epoch 0.
+        await store.createSession(record('unknown'));
+        expect(await store.lease('unknown', 'agent')).toBeUndefined();
+        expect(await store.claimLease('unknown', 'agent', 'w1', 0)).toEqual({ sessionId: 'unknown', role: 'agent', holder: 'w1', epoch: 1 });
+      });
+
+      it('releases only for the current holder and epoch; the epoch stays and the next claim bumps it', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.claimLease('a', 'agent', 'w1', 1);
+        expect(await store.releaseLease('a', 'agent', 'w2', 2)).toBe(false);
+        expect(await store.releaseLease('a', 'agent', 'w1', 1)).toBe(false);
+        expect(await store.releaseLease('a', 'agent', 'w1', 3)).toBe(false);
+        expect(await store.releaseLease('a', 'other', 'w1', 2)).toBe(false);
+        expect(await store.releaseLease('b', 'agent', 'w1', 2)).toBe(false);
+        expect(await store.releaseLease('unknown', 'agent', 'w1', 2)).toBe(false);
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w1', epoch: 2 });
+
+        expect(await store.releaseLease('a', 'agent', 'w1', 2)).toBe(true);
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: null, epoch: 2 });
+        // Released twice: no longer the holder.
+        expect(await store.releaseLease('a', 'agent', 'w1', 2)).toBe(false);
+        // Releasing does not unfence or reset the producer.
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: -1 });
+
+        expect(await store.claimLease('a', 'agent', 'w2', 0)).toBeUndefined();
+        expect(await store.claimLease('a', 'agent', 'w2', 2)).toEqual({ sessionId: 'a', role: 'agent', holder: 'w2', epoch: 3 });
+        expect(await store.append([entry('a', 1, [AGENT, 2, 0])])).toEqual([stale(3, -1)]);
+      });
+
+      it('keeps leases of different roles and sessions independent', async () => {
+        expect(await store.claimLease('a', 'agent', 'w1', 0)).toMatchObject({ epoch: 1 });
+        expect(await store.claimLease('a', 'agent', 'w2', 1)).toMatchObject({ epoch: 2 });
+        expect(await store.claimLease('a', 'scribe', 'w3', 0)).toEqual({ sessionId: 'a', role: 'scribe', holder: 'w3', epoch: 1 });
+        expect(await store.claimLease('b', 'agent', 'w4', 0)).toEqual({ sessionId: 'b', role: 'agent', holder: 'w4', epoch: 1 });
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w2', epoch: 2 });
+        expect(await store.lease('a', 'scribe')).toEqual({ sessionId: 'a', role: 'scribe', holder: 'w3', epoch: 1 });
+        expect(await store.lease('b', 'agent')).toEqual({ sessionId: 'b', role: 'agent', holder: 'w4', epoch: 1 });
+        expect(await store.lease('b', 'scribe')).toBeUndefined();
+
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: -1 });
+        expect(await store.producer('a', '@scribe')).toEqual({ id: '@scribe', epoch: 1, seq: -1 });
+        expect(await store.producer('b', AGENT)).toEqual({ id: AGENT, epoch: 1, seq: -1 });
+        expect(await store.append([entry('a', 1, ['@scribe', 1, 0]), entry('b', 1, [AGENT, 1, 0]), entry('a', 2, [AGENT, 1, 0])])).toEqual([
+          appended(1),
+          appended(1),
+          stale(2, -1),
+        ]);
+
+        expect(await store.releaseLease('a', 'scribe', 'w3', 1)).toBe(true);
+        expect((await store.lease('a', 'agent'))?.holder).toBe('w2');
+        expect((await store.lease('b', 'agent'))?.holder).toBe('w4');
+      });
+
+      it('cursors default to 0, are per consumer and session, and never move back', async () => {
+        expect(await store.cursor('a', 'c1')).toBe(0);
+        expect(await store.cursor('unknown', 'c1')).toBe(0);
+        await store.commitCursor('a', 'c1', 10);
+        expect(await store.cursor('a', 'c1')).toBe(10);
+        await store.commitCursor('a', 'c1', 5);
+        expect(await store.cursor('a', 'c1')).toBe(10);
+        await store.commitCursor('a', 'c1', 10);
+        expect(await store.cursor('a', 'c1')).toBe(10);
+        await store.commitCursor('a', 'c1', 0);
+        expect(await store.cursor('a', 'c1')).toBe(10);
+        await store.commitCursor('a', 'c1', 11);
+        expect(await store.cursor('a', 'c1')).toBe(11);
+
+        expect(await store.cursor('a', 'c2')).toBe(0);
+        expect(await store.cursor('b', 'c1')).toBe(0);
+        await store.commitCursor('a', 'c2', 3);
+        await store.commitCursor('b', 'c1', 7);
+        expect([await store.cursor('a', 'c1'), await store.cursor('a', 'c2'), await store.cursor('b', 'c1')]).toEqual([11, 3, 7]);
+        // The role producer's cursor is just another consumer.
+        await store.commitCursor('a', AGENT, 2);
+        expect(await store.cursor('a', AGENT)).toBe(2);
+        expect(await store.cursor('a', 'c1')).toBe(11);
+      });
+
+      it('commitCursor on an unknown session is a no-op', async () => {
+        await store.commitCursor('unknown', 'c1', 5);
+        expect(await store.cursor('unknown', 'c1')).toBe(0);
+        await store.createSession(record('unknown'));
+        expect(await store.cursor('unknown', 'c1')).toBe(0);
+      });
+
+      it('deleteSession removes leases and cursors: a re-created session starts at epoch 0 and cursor 0', async () => {
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.claimLease('a', 'agent', 'w2', 1);
+        await store.claimLease('a', 'scribe', 'w3', 0);
+        await store.commitCursor('a', 'c1', 9);
+        await store.commitCursor('a', AGENT, 4);
+        await store.claimLease('b', 'agent', 'w9', 0);
+        await store.commitCursor('b', 'c1', 6);
+
+        expect(await store.deleteSession('a')).toBe(true);
+        expect(await store.lease('a', 'agent')).toBeUndefined();
+        expect(await store.lease('a', 'scribe')).toBeUndefined();
+        expect(await store.cursor('a', 'c1')).toBe(0);
+        expect(await store.releaseLease('a', 'agent', 'w2', 2)).toBe(false);
+
+        await store.createSession(record('a'));
+        expect(await store.lease('a', 'agent')).toBeUndefined();
+        expect(await store.lease('a', 'scribe')).toBeUndefined();
+        expect(await store.cursor('a', 'c1')).toBe(0);
+        expect(await store.cursor('a', AGENT)).toBe(0);
+        expect(await store.producer('a', AGENT)).toBeUndefined();
+        expect(await store.claimLease('a', 'agent', 'w5', 2)).toBeUndefined();
+        expect(await store.claimLease('a', 'agent', 'w5', 0)).toEqual({ sessionId: 'a', role: 'agent', holder: 'w5', epoch: 1 });
+        expect(await store.append([entry('a', 1, [AGENT, 1, 0])])).toEqual([appended(1)]);
+        await store.commitCursor('a', 'c1', 1);
+        expect(await store.cursor('a', 'c1')).toBe(1);
+
+        // The other session is untouched.
+        expect(await store.lease('b', 'agent')).toEqual({ sessionId: 'b', role: 'agent', holder: 'w9', epoch: 1 });
+        expect(await store.cursor('b', 'c1')).toBe(6);
+      });
+
+      it('returns copies: mutating a returned record changes nothing stored', async () => {
+        const granted = await store.claimLease('a', 'agent', 'w1', 0);
+        granted!.holder = 'mallory';
+        granted!.epoch = 99;
+        const read = await store.lease('a', 'agent');
+        read!.holder = null;
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w1', epoch: 1 });
+      });
+
+      it('survives close and reopen: epoch, holder, cursors and the fencing of the role producer', async (ctx) => {
+        if (!fx.reopen) return ctx.skip('backend is not durable');
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.append([entry('a', 1, [AGENT, 1, 0]), entry('a', 2, [AGENT, 1, 1])]);
+        await store.claimLease('a', 'agent', 'w2', 1);
+        await store.append([entry('a', 3, [AGENT, 2, 0])]);
+        await store.claimLease('a', 'scribe', 'w3', 0);
+        expect(await store.releaseLease('a', 'scribe', 'w3', 1)).toBe(true);
+        await store.commitCursor('a', AGENT, 2);
+        await store.commitCursor('a', 'c1', 7);
+        await store.commitCursor('b', 'c1', 4);
+
+        await store.close();
+        store = await fx.reopen();
+
+        expect(await store.lease('a', 'agent')).toEqual({ sessionId: 'a', role: 'agent', holder: 'w2', epoch: 2 });
+        expect(await store.lease('a', 'scribe')).toEqual({ sessionId: 'a', role: 'scribe', holder: null, epoch: 1 });
+        expect(await store.lease('b', 'agent')).toBeUndefined();
+        expect([await store.cursor('a', AGENT), await store.cursor('a', 'c1'), await store.cursor('b', 'c1'), await store.cursor('b', 'c2')]).toEqual([
+          2, 7, 4, 0,
+        ]);
+        await store.commitCursor('a', 'c1', 3);
+        expect(await store.cursor('a', 'c1')).toBe(7);
+
+        // The old holder stays fenced; the current one carries on; a retry still finds its seq.
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: 0 });
+        expect(await store.append([entry('a', 4, [AGENT, 1, 2])])).toEqual([stale(2, 0)]);
+        expect(await store.append([entry('a', 3, [AGENT, 2, 0])])).toEqual([duplicate(3)]);
+        expect(await store.append([entry('a', 4, [AGENT, 2, 1])])).toEqual([appended(4)]);
+
+        // A stale claim is still refused; a current one bumps from the durable epoch.
+        expect(await store.claimLease('a', 'agent', 'w4', 1)).toBeUndefined();
+        expect(await store.releaseLease('a', 'agent', 'w1', 1)).toBe(false);
+        expect(await store.claimLease('a', 'agent', 'w4', 2)).toEqual({ sessionId: 'a', role: 'agent', holder: 'w4', epoch: 3 });
+        expect(await store.claimLease('a', 'scribe', 'w5', 1)).toMatchObject({ holder: 'w5', epoch: 2 });
+        expect(await store.append([entry('a', 5, [AGENT, 2, 2])])).toEqual([stale(3, -1)]);
+      });
+
+      it('keeps a fresh claim (fenced, nothing appended yet) across close and reopen', async (ctx) => {
+        if (!fx.reopen) return ctx.skip('backend is not durable');
+        await store.claimLease('a', 'agent', 'w1', 0);
+        await store.append([entry('a', 1, [AGENT, 1, 0])]);
+        await store.claimLease('a', 'agent', 'w2', 1);
+
+        await store.close();
+        store = await fx.reopen();
+
+        expect(await store.producer('a', AGENT)).toEqual({ id: AGENT, epoch: 2, seq: -1 });
+        expect(await store.append([entry('a', 2, [AGENT, 1, 1])])).toEqual([stale(2, -1)]);
+        expect(await store.append([entry('a', 2, [AGENT, 2, 0])])).toEqual([appended(2)]);
       });
     });
 

@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import { LifelineError } from '../../src/protocol/index.js';
 import type { ErrorCode, Origin, ProducerState, TimelineEvent } from '../../src/protocol/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent } from '../../src/store/index.js';
+import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent, LeaseRecord } from '../../src/store/index.js';
 import type { AppendInput, TimelineReader } from '../../src/timeline/index.js';
 
 export const ALICE: Origin = { participant: 'alice', device: 'phone-1', role: 'user' };
@@ -165,6 +165,26 @@ export class InstrumentedStore implements Store {
 
   producer(sessionId: string, producerId: string): Promise<ProducerState | undefined> {
     return this.inner.producer(sessionId, producerId);
+  }
+
+  lease(sessionId: string, role: string): Promise<LeaseRecord | undefined> {
+    return this.inner.lease(sessionId, role);
+  }
+
+  claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined> {
+    return this.inner.claimLease(sessionId, role, holder, expectedEpoch);
+  }
+
+  releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean> {
+    return this.inner.releaseLease(sessionId, role, holder, epoch);
+  }
+
+  commitCursor(sessionId: string, consumer: string, seq: number): Promise<void> {
+    return this.inner.commitCursor(sessionId, consumer, seq);
+  }
+
+  cursor(sessionId: string, consumer: string): Promise<number> {
+    return this.inner.cursor(sessionId, consumer);
   }
 
   closed = false;

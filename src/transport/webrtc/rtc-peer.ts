@@ -4,7 +4,7 @@ import { LifelineError, filterCandidates, looksLikeOffer } from '../../protocol/
 import type { TokenClaims } from '../../protocol/index.js';
 import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
-import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
+import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
 import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
 import type { RtcOptions } from './rtc-options.js';
@@ -16,6 +16,7 @@ export interface RtcPeerContext {
   limits: ConnectionLimits;
   options: RtcOptions;
   observer: ConnectionObserver;
+  services?: ConnectionServices;
   onClosed: (peer: RtcPeer) => void;
 }
 
@@ -60,7 +61,7 @@ export class RtcPeer {
         ctx.observer.closed?.(c, code, reason);
         this.close();
       },
-    });
+    }, ctx.services);
     this.dc.onMessage.subscribe((data) => {
       this.connection.receive(typeof data === 'string' ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     });

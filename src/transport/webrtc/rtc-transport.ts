@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { IdSchema, LifelineError } from '../../protocol/index.js';
 import type { TokenClaims } from '../../protocol/index.js';
 import type { Timeline } from '../../timeline/index.js';
-import type { ConnectionLimits, ConnectionObserver, ProtocolConnection } from '../protocol-connection.js';
+import type { ConnectionLimits, ConnectionObserver, ConnectionServices, ProtocolConnection } from '../protocol-connection.js';
 import { DEFAULT_RTC_OPTIONS } from './rtc-options.js';
 import type { RtcOptions } from './rtc-options.js';
 import { RtcPeer } from './rtc-peer.js';
@@ -14,6 +14,7 @@ export interface RtcTransportOptions {
   authorize: (req: FastifyRequest, sessionId: string) => Promise<TokenClaims>;
   registry: { add(c: ProtocolConnection): void; remove(c: ProtocolConnection): void };
   observer?: ConnectionObserver;
+  services?: ConnectionServices;
   rtc?: Partial<RtcOptions>;
   /** Told of every ICE restart the relay answers, with its signaling time in ms. */
   onRestart?: (peer: RtcPeer, ms: number) => void;
@@ -65,6 +66,7 @@ export class RtcTransport {
         limits: this.#opts.limits,
         options: this.options,
         observer: this.#opts.observer ?? {},
+        ...(this.#opts.services ? { services: this.#opts.services } : {}),
         onClosed: (p) => {
           this.peers.delete(p.id);
           this.#opts.registry.remove(p.connection);

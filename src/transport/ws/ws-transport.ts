@@ -7,7 +7,7 @@ import type { Timeline } from '../../timeline/index.js';
 import { pollDrain } from '../frame-link.js';
 import type { FrameLink } from '../frame-link.js';
 import { ProtocolConnection } from '../protocol-connection.js';
-import type { ConnectionLimits, ConnectionObserver } from '../protocol-connection.js';
+import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 
 export interface WsTransportOptions {
   timeline: Timeline;
@@ -15,6 +15,7 @@ export interface WsTransportOptions {
   /** Verifies the request's token for the session; throws LifelineError. */
   authorize: (req: FastifyRequest, sessionId: string) => Promise<TokenClaims>;
   observer?: ConnectionObserver;
+  services?: ConnectionServices;
   /** Told of every connection opened and closed (the relay's registry). */
   registry: { add(c: ProtocolConnection): void; remove(c: ProtocolConnection): void };
 }
@@ -93,7 +94,7 @@ export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptio
             opts.registry.remove(c);
             opts.observer?.closed?.(c, code, reason);
           },
-        });
+        }, opts.services);
         opts.registry.add(conn);
         for (const raw of early.splice(0)) conn.receive(raw);
         socket.resume();
