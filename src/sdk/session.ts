@@ -327,6 +327,14 @@ export class LifelineSession {
     return offset;
   }
 
+  /**
+   * Publishes this agent's own state (e.g. `listening`, `thinking`, `speaking`) as a presence
+   * event in the timeline. Users' presence is the relay's to derive: it refuses theirs.
+   */
+  setPresence(state: string, extra: Record<string, Json> = {}): Promise<string> {
+    return this.append('presence', { ...extra, state });
+  }
+
   sendText(text: string, opts: { id?: string; track?: string } = {}): Promise<string> {
     return this.append('text.delta', opts.id !== undefined ? { text, id: opts.id } : { text }, opts);
   }
