@@ -10,6 +10,7 @@ import { parseRequest } from './http-errors.js';
 const CreateSessionBody = z.object({
   id: IdSchema.optional(),
   ttlSeconds: z.number().positive().max(366 * 24 * 3600).optional(),
+  idleTtlSeconds: z.number().positive().max(366 * 24 * 3600).optional(),
   metadata: z.record(z.string(), JsonSchema).optional(),
   /** Hand the session to a registered worker of this role right away. */
   agent: z.object({ role: RoleNameSchema }).optional(),
@@ -22,6 +23,11 @@ const MintTokenBody = z.object({
 });
 
 const Params = z.object({ id: IdSchema });
+
+const ListQuery = z.object({
+  after: IdSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 
 export interface SessionRoutesOptions {
   timeline: Timeline;
@@ -42,6 +48,13 @@ export function registerSessionRoutes(app: FastifyInstance, opts: SessionRoutesO
     const record = await timeline.createSession(body);
     if (agent) opts.workers.assign({ sessionId: record.id, role: agent.role, reason: 'created' });
     return reply.status(201).send({ ...record, head: '-1' });
+  });
+
+  app.get('/v1/sessions', async (req) => {
+    await auth.admin(req);
+    const q = parseRequest(ListQuery, req.query ?? {}, 'query');
+    const sessions = await timeline.listSessions(q.after, q.limit);
+    return { sessions, next: sessions.length === q.limit ? sessions[sessions.length - 1]!.id : null };
   });
 
   app.get('/v1/sessions/:id', async (req) => {

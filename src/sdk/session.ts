@@ -140,6 +140,8 @@ export class LifelineSession {
   readonly #emitter = new Emitter<SessionEvents>();
   readonly #policy: ReconnectPolicy;
   #outbox: Outbox;
+  /** append() calls between their start and their entry in the outbox. */
+  #entering = 0;
   /** Roles whose lease this session holds, with their epochs (re-claimed after reconnects). */
   readonly #leases = new Map<string, number>();
   #claiming: { role: string; resolve: (grant: LeaseGrant) => void; reject: (err: LifelineError) => void } | undefined;
@@ -320,11 +322,19 @@ export class LifelineSession {
     const body: EventBody = { kind, data, track: opts.track, bin: opts.bin };
     const problem = checkEventBody(body);
     if (problem) throw new LifelineError('BAD_FRAME', problem);
-    await this.#outbox.waitForRoom();
-    if (this.#closed) throw new LifelineError('CONNECTION_CLOSED');
-    const { frame, offset } = this.#outbox.add(body);
-    if (this.#open) this.#send(frame);
-    return offset;
+    // Counted from the call, not from the outbox: flush() right after a burst of un-awaited
+    // appends must wait for those still waiting for room too.
+    this.#entering++;
+    let added: ReturnType<Outbox['add']>;
+    try {
+      await this.#outbox.waitForRoom();
+      if (this.#closed) throw new LifelineError('CONNECTION_CLOSED');
+      added = this.#outbox.add(body);
+    } finally {
+      this.#entering--;
+    }
+    if (this.#open) this.#send(added.frame);
+    return added.offset;
   }
 
   /**
@@ -356,7 +366,7 @@ export class LifelineSession {
 
   /** Resolves when every append so far has been acknowledged. */
   async flush(): Promise<void> {
-    while (this.#outbox.size > 0 && this.#state !== 'closed') {
+    while ((this.#outbox.size > 0 || this.#entering > 0) && this.#state !== 'closed') {
       await new Promise<void>((resolve) => setTimeout(resolve, 5));
     }
   }

@@ -21,12 +21,20 @@ export class MemoryStore implements Store {
 
   async createSession(record: SessionRecord): Promise<void> {
     if (this.#sessions.has(record.id)) throw new LifelineError('SESSION_EXISTS');
-    this.#sessions.set(record.id, { record: structuredClone(record), events: [], producers: new Map(), origins: new Map(), leases: new Map(), cursors: new Map() });
+    this.#sessions.set(record.id, { record: { ...structuredClone(record), idleTtlMs: record.idleTtlMs ?? null, lastActiveAt: record.createdAt }, events: [], producers: new Map(), origins: new Map(), leases: new Map(), cursors: new Map() });
   }
 
   async getSession(id: string): Promise<SessionRecord | undefined> {
     const s = this.#sessions.get(id);
     return s ? structuredClone(s.record) : undefined;
+  }
+
+  async listSessions(after: string | undefined, limit: number): Promise<SessionRecord[]> {
+    return [...this.#sessions.keys()]
+      .filter((id) => after === undefined || id > after)
+      .sort()
+      .slice(0, limit)
+      .map((id) => structuredClone(this.#sessions.get(id)!.record));
   }
 
   async deleteSession(id: string): Promise<boolean> {
@@ -37,7 +45,8 @@ export class MemoryStore implements Store {
     const out: string[] = [];
     for (const s of this.#sessions.values()) {
       if (out.length >= limit) break;
-      if (s.record.expiresAt !== null && s.record.expiresAt <= now) out.push(s.record.id);
+      const idle = s.record.idleTtlMs != null && (s.record.lastActiveAt ?? s.record.createdAt) + s.record.idleTtlMs <= now;
+      if ((s.record.expiresAt !== null && s.record.expiresAt <= now) || idle) out.push(s.record.id);
     }
     return out;
   }
@@ -61,6 +70,7 @@ export class MemoryStore implements Store {
       }
     }
     const seq = s.events.length + 1;
+    s.record.lastActiveAt = entry.event.ts;
     const { bin, ...rest } = entry.event;
     s.events.push({ ...structuredClone(rest), ...(bin ? { bin: new Uint8Array(bin) } : {}), seq });
     if (ref) {

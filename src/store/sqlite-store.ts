@@ -81,6 +81,19 @@ interface SessionRow {
   created_at: number;
   expires_at: number | null;
   metadata: string;
+  idle_ttl_ms: number | null;
+  last_active: number | null;
+}
+
+function toRecord(row: SessionRow): SessionRecord {
+  return {
+    id: row.id,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    metadata: JSON.parse(row.metadata) as Record<string, Json>,
+    idleTtlMs: row.idle_ttl_ms,
+    lastActiveAt: row.last_active ?? row.created_at,
+  };
 }
 
 function toEvent(row: EventRow): StoredEvent {
@@ -107,10 +120,11 @@ export class SqliteStore implements Store {
   readonly #stmt: {
     insertSession: Statement;
     getSession: Statement<[string], SessionRow>;
+    listSessions: Statement<[string, number], SessionRow>;
     deleteEvents: Statement;
     deleteProducers: Statement;
     deleteSession: Statement;
-    expired: Statement<[number, number], { id: string }>;
+    expired: Statement<[number, number, number], { id: string }>;
     head: Statement<[string], { head: number }>;
     setHead: Statement;
     producer: Statement<[string, string], { epoch: number; seq: number }>;
@@ -137,16 +151,23 @@ export class SqliteStore implements Store {
     this.#db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
+    // Columns added after the first schema: add them to older files.
+    const columns = new Set((this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((c) => c.name));
+    if (!columns.has('idle_ttl_ms')) this.#db.exec('ALTER TABLE sessions ADD COLUMN idle_ttl_ms INTEGER');
+    if (!columns.has('last_active')) this.#db.exec('ALTER TABLE sessions ADD COLUMN last_active INTEGER');
     const db = this.#db;
     this.#stmt = {
-      insertSession: db.prepare('INSERT INTO sessions (id, created_at, expires_at, metadata) VALUES (?, ?, ?, ?)'),
-      getSession: db.prepare('SELECT id, created_at, expires_at, metadata FROM sessions WHERE id = ?'),
+      insertSession: db.prepare('INSERT INTO sessions (id, created_at, expires_at, metadata, idle_ttl_ms, last_active) VALUES (?, ?, ?, ?, ?, ?)'),
+      getSession: db.prepare('SELECT id, created_at, expires_at, metadata, idle_ttl_ms, last_active FROM sessions WHERE id = ?'),
+      listSessions: db.prepare('SELECT id, created_at, expires_at, metadata, idle_ttl_ms, last_active FROM sessions WHERE id > ? ORDER BY id LIMIT ?'),
       deleteEvents: db.prepare('DELETE FROM events WHERE session = ?'),
       deleteProducers: db.prepare('DELETE FROM producers WHERE session = ?'),
       deleteSession: db.prepare('DELETE FROM sessions WHERE id = ?'),
-      expired: db.prepare('SELECT id FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?'),
+      expired: db.prepare(
+        'SELECT id FROM sessions WHERE (expires_at IS NOT NULL AND expires_at <= ?) OR (idle_ttl_ms IS NOT NULL AND coalesce(last_active, created_at) + idle_ttl_ms <= ?) LIMIT ?',
+      ),
       head: db.prepare('SELECT head FROM sessions WHERE id = ?'),
-      setHead: db.prepare('UPDATE sessions SET head = ? WHERE id = ?'),
+      setHead: db.prepare('UPDATE sessions SET head = ?, last_active = ? WHERE id = ?'),
       producer: db.prepare('SELECT epoch, seq FROM producers WHERE session = ? AND id = ?'),
       setProducer: db.prepare(
         'INSERT INTO producers (session, id, epoch, seq) VALUES (?, ?, ?, ?) ON CONFLICT (session, id) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq',
@@ -182,7 +203,8 @@ export class SqliteStore implements Store {
     this.#appendTx = db.transaction((entries: readonly AppendEntry[]) => {
       const heads = new Map<string, number>();
       const out = entries.map((entry) => this.#appendOne(entry, heads));
-      for (const [id, head] of heads) this.#stmt.setHead.run(head, id);
+      const ts = entries[entries.length - 1]?.event.ts ?? Date.now();
+      for (const [id, head] of heads) this.#stmt.setHead.run(head, ts, id);
       return out;
     }).immediate as unknown as (entries: readonly AppendEntry[]) => AppendOutcome[];
   }
@@ -228,7 +250,7 @@ export class SqliteStore implements Store {
 
   async createSession(record: SessionRecord): Promise<void> {
     try {
-      this.#stmt.insertSession.run(record.id, record.createdAt, record.expiresAt, JSON.stringify(record.metadata));
+      this.#stmt.insertSession.run(record.id, record.createdAt, record.expiresAt, JSON.stringify(record.metadata), record.idleTtlMs ?? null, record.createdAt);
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new LifelineError('SESSION_EXISTS');
       throw err;
@@ -237,13 +259,11 @@ export class SqliteStore implements Store {
 
   async getSession(id: string): Promise<SessionRecord | undefined> {
     const row = this.#stmt.getSession.get(id);
-    if (!row) return undefined;
-    return {
-      id: row.id,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-      metadata: JSON.parse(row.metadata) as Record<string, Json>,
-    };
+    return row ? toRecord(row) : undefined;
+  }
+
+  async listSessions(after: string | undefined, limit: number): Promise<SessionRecord[]> {
+    return this.#stmt.listSessions.all(after ?? '', limit).map(toRecord);
   }
 
   async deleteSession(id: string): Promise<boolean> {
@@ -257,7 +277,7 @@ export class SqliteStore implements Store {
   }
 
   async expiredSessions(now: number, limit: number): Promise<string[]> {
-    return this.#stmt.expired.all(now, limit).map((r) => r.id);
+    return this.#stmt.expired.all(now, now, limit).map((r) => r.id);
   }
 
   async append(entries: readonly AppendEntry[]): Promise<AppendOutcome[]> {

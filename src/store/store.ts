@@ -6,6 +6,10 @@ export interface SessionRecord {
   createdAt: number;
   /** When the session and its timeline may be reclaimed; null for never. */
   expiresAt: number | null;
+  /** Reclaimed after this long without a new event (ms); absent or null for never. */
+  idleTtlMs?: number | null;
+  /** Time of the newest event (or of creation); kept by the store. */
+  lastActiveAt?: number;
   metadata: Record<string, Json>;
 }
 
@@ -65,9 +69,14 @@ export interface Store {
   /** Creates a session with an empty timeline. Throws LifelineError(SESSION_EXISTS). */
   createSession(record: SessionRecord): Promise<void>;
   getSession(id: string): Promise<SessionRecord | undefined>;
+  /** Sessions in id order, after `after` (exclusive), at most `limit`. */
+  listSessions(after: string | undefined, limit: number): Promise<SessionRecord[]>;
   /** Deletes a session, its timeline and its producer state. Returns false if it did not exist. */
   deleteSession(id: string): Promise<boolean>;
-  /** Ids of sessions whose expiresAt is at or before `now`, at most `limit`. */
+  /**
+   * Ids of sessions whose expiresAt is at or before `now`, or idle longer than their idleTtlMs,
+   * at most `limit`.
+   */
   expiredSessions(now: number, limit: number): Promise<string[]>;
 
   /**

@@ -28,6 +28,8 @@ export interface CreateSessionOptions {
   id?: string;
   /** Lifetime from creation, in seconds; absent for no expiry. */
   ttlSeconds?: number;
+  /** Reclaimed after this long without a new event, in seconds; absent for never. */
+  idleTtlSeconds?: number;
   metadata?: Record<string, Json>;
 }
 
@@ -96,6 +98,7 @@ export class Timeline {
       id: opts.id ?? randomId(),
       createdAt: now,
       expiresAt: opts.ttlSeconds !== undefined ? now + Math.round(opts.ttlSeconds * 1000) : null,
+      idleTtlMs: opts.idleTtlSeconds !== undefined ? Math.round(opts.idleTtlSeconds * 1000) : null,
       metadata: opts.metadata ?? {},
     };
     await this.store.createSession(record);
@@ -117,7 +120,9 @@ export class Timeline {
 
   async describe(id: string): Promise<SessionInfo> {
     const record = await this.session(id);
-    return { ...record, head: formatOffset(await this.head(id)) };
+    // Fresh from the store: it keeps the last activity, which the cached record does not.
+    const stored = await this.store.getSession(id);
+    return { ...record, ...stored, head: formatOffset(await this.head(id)) };
   }
 
   async head(id: string): Promise<number> {
@@ -129,6 +134,11 @@ export class Timeline {
 
   async producer(sessionId: string, producerId: string): Promise<ProducerState | undefined> {
     return this.store.producer(sessionId, producerId);
+  }
+
+  /** Sessions in id order after `after`, at most `limit` (for listing; heads not included). */
+  listSessions(after: string | undefined, limit: number): Promise<SessionRecord[]> {
+    return this.store.listSessions(after, limit);
   }
 
   async deleteSession(id: string): Promise<boolean> {

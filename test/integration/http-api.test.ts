@@ -43,7 +43,7 @@ describe('sessions', () => {
     // Described the same way, by an admin and by a token of the session.
     const info = await api(relay.url, 'GET', '/v1/sessions/call-42', { token: relay.adminToken });
     expect(info.status).toBe(200);
-    expect(info.json).toEqual({ id: 'call-42', createdAt, expiresAt, metadata, head: '-1', participants: [] });
+    expect(info.json).toEqual({ id: 'call-42', createdAt, expiresAt, idleTtlMs: null, lastActiveAt: createdAt, metadata, head: '-1', participants: [] });
     const asUser = await api(relay.url, 'GET', '/v1/sessions/call-42', { token: await relay.token('call-42', 'alice', 'user') });
     expect(asUser.status).toBe(200);
     expect(asUser.json).toEqual(info.json);

@@ -167,6 +167,10 @@ export class InstrumentedStore implements Store {
     return this.inner.producer(sessionId, producerId);
   }
 
+  listSessions(after: string | undefined, limit: number): Promise<SessionRecord[]> {
+    return this.inner.listSessions(after, limit);
+  }
+
   lease(sessionId: string, role: string): Promise<LeaseRecord | undefined> {
     return this.inner.lease(sessionId, role);
   }

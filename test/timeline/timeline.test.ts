@@ -31,7 +31,7 @@ describe('sessions', () => {
   it('creates sessions with the injected clock and reports their head', async () => {
     const { timeline } = open();
     const rec = await timeline.createSession({ id: 's', ttlSeconds: 1.5, metadata: { app: 'demo' } });
-    expect(rec).toEqual({ id: 's', createdAt: T0, expiresAt: T0 + 1500, metadata: { app: 'demo' } });
+    expect(rec).toEqual({ id: 's', createdAt: T0, expiresAt: T0 + 1500, idleTtlMs: null, metadata: { app: 'demo' } });
     expect((await timeline.createSession()).id).toMatch(/^[0-9a-f]{24}$/);
     expect(await rejectionCode(timeline.createSession({ id: 's' }))).toBe('SESSION_EXISTS');
     await timeline.append('s', [text(1), text(2)]);
