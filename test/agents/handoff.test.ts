@@ -56,7 +56,9 @@ describe('handoff between agents', () => {
     const user: LifelineSession = await connect({ url: relay.url, token: await relay.token(sid, 'alice', 'user') });
     closers.push(() => user.close());
     const events: TimelineEvent[] = [];
-    user.on('event', (e) => events.push(e));
+    void (async () => {
+      for await (const e of user.stream) events.push(e);
+    })();
     await waitFor(() => jobs.some((j) => j.worker === 'triage'), { message: 'triage has the session' });
     await user.sendText('first');
     await waitFor(() => jobs.some((j) => j.worker === 'specialist'), { message: 'handed off' });
