@@ -35,6 +35,7 @@ program
   .option('--idle-timeout-ms <n>', 'close connections silent this long (env LIFELINE_IDLE_TIMEOUT_MS)', int, envInt('LIFELINE_IDLE_TIMEOUT_MS'))
   .option('--rtc-ice-host <addr...>', 'addresses WebRTC advertises, e.g. 127.0.0.1 (env LIFELINE_RTC_ICE_HOSTS, comma-separated)', env['LIFELINE_RTC_ICE_HOSTS']?.split(',').filter(Boolean))
   .option('--presence-grace-ms <n>', 'a lost device stays reconnecting this long before gone (env LIFELINE_PRESENCE_GRACE_MS)', int, envInt('LIFELINE_PRESENCE_GRACE_MS'))
+  .option('--lease-ttl-ms <n>', 'an agent lease outlives its silent or lost connection this long (env LIFELINE_LEASE_TTL_MS)', int, envInt('LIFELINE_LEASE_TTL_MS'))
   .option('--no-presence-events', 'do not write presence changes into timelines (env LIFELINE_PRESENCE_EVENTS=0)')
   .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
   .action(async (o: Record<string, string | number | boolean | string[] | undefined>) => {
@@ -57,6 +58,7 @@ program
       ...(o['window'] !== undefined ? { window: Number(o['window']) } : {}),
       ...(o['rtcIceHost'] !== undefined ? { rtcIceHosts: o['rtcIceHost'] as unknown as string[] } : {}),
       ...(o['presenceGraceMs'] !== undefined ? { presenceGraceMs: Number(o['presenceGraceMs']) } : {}),
+      ...(o['leaseTtlMs'] !== undefined ? { leaseTtlMs: Number(o['leaseTtlMs']) } : {}),
       presenceEvents: o['presenceEvents'] !== false && env['LIFELINE_PRESENCE_EVENTS'] !== '0',
     });
     const url = await relay.listen();
