@@ -103,6 +103,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       metricsObserver.closed?.(c, code, reason);
       if (c.origin) presence.detach(c.sessionId, c.origin, c, c.cleanClose);
     },
+    failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
   };
   registerSessionRoutes(app, { timeline, auth, registry: connections, presence, workers, secret: config.secret });
   workers.register(app);
@@ -111,10 +112,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     limits,
     authorize: (req, sessionId) => auth.forSession(req, sessionId),
     registry: connections,
-    observer: {
-      ...connectionObserver,
-      failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
-    },
+    observer: connectionObserver,
     services,
   });
 
@@ -123,10 +121,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     limits,
     authorize: (req, sessionId) => auth.forSession(req, sessionId),
     registry: connections,
-    observer: {
-      ...connectionObserver,
-      failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
-    },
+    observer: connectionObserver,
     rtc: { iceHosts: config.rtcIceHosts, icePortRange: config.rtcPortRange },
     services,
     onRestart: (_peer, ms) => metrics.iceRestarted(ms),

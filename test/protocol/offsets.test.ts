@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { NOW_OFFSET, START_OFFSET, compareOffsets, formatOffset, isOffset, parseOffset } from '../../src/protocol/index.js';
+import { seededRandom } from '../support/wait.js';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 describe('offsets', () => {
   it('formats seq 0 as the start offset "-1"', () => {
