@@ -112,6 +112,8 @@ export interface StartOptions {
   args: string[];
   /** Time allowed for the "listening on URL" line (default 30 s: tsx compiles on first start). */
   readyTimeoutMs?: number;
+  /** Extra flags for node itself, before the script (e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]). */
+  nodeFlags?: string[];
 }
 
 /**
@@ -119,7 +121,7 @@ export interface StartOptions {
  * which must be `listening on URL`. Rejects (and kills the child) if it exits or times out first.
  */
 export function startChild(opts: StartOptions): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...nodeArgs(opts.script), ...opts.args], {
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), ...nodeArgs(opts.script), ...opts.args], {
     cwd: REPO_ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, NODE_ENV: 'production' },

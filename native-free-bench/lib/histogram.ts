@@ -1,9 +1,13 @@
 import { build } from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
 
-/** One metric as every scenario reports it (the `results.<metric>` shape of the bench JSON). */
+/**
+ * One metric as every scenario reports it (the `results.<metric>` shape of the bench JSON).
+ * Latencies are in `ms`; a rate (the throughput scenario) is in `events/s`; a count per trial
+ * (the failover baseline's duplicated tokens) is in `events`.
+ */
 export interface Summary {
-  unit: 'ms';
+  unit: 'ms' | 'events/s' | 'events';
   n: number;
   p50: number;
   p95: number;

@@ -12,6 +12,8 @@ export interface RelayLaunchOptions {
   sqliteSync?: 'full' | 'normal';
   /** Extra `lifeline serve` flags, e.g. ['--window', '1024']. */
   extraArgs?: string[];
+  /** Extra flags for the relay's node process, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
+  nodeFlags?: string[];
 }
 
 /** A relay running as a child process on 127.0.0.1, with what a scenario needs to use it. */
@@ -44,7 +46,7 @@ export async function launchRelay(opts: RelayLaunchOptions): Promise<RelayUnderT
   args.push(...(opts.extraArgs ?? []));
   let child: ChildServer;
   try {
-    child = await startChild({ name: 'relay', script: modulePath('src/cli/main'), args });
+    child = await startChild({ name: 'relay', script: modulePath('src/cli/main'), args, ...(opts.nodeFlags ? { nodeFlags: opts.nodeFlags } : {}) });
   } catch (err) {
     tmp?.remove();
     throw err;

@@ -60,7 +60,7 @@ export function renderTable(run: BenchRun): string {
 export function renderMarkdown(run: BenchRun, command: string, svgFile: string | undefined): string {
   const j = run.json;
   const rows = rowsOf(run)
-    .map(({ metric, series, s }) => `| ${metric} | ${series} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} |`)
+    .map(({ metric, series, s }) => `| ${metric} | ${series} | ${s.unit} | ${s.n} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${fmt(s.p99)} | ${fmt(s.max)} |`)
     .join('\n');
   const ratios = Object.entries(j.ratios);
   const i = j.integrity;
@@ -75,8 +75,8 @@ export function renderMarkdown(run: BenchRun, command: string, svgFile: string |
       .map(([k, v]) => `${k} \`${v}\``)
       .join(', ')}.`,
     '',
-    '| metric | series | n | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |',
-    '|---|---|--:|--:|--:|--:|--:|',
+    '| metric | series | unit | n | p50 | p95 | p99 | max |',
+    '|---|---|---|--:|--:|--:|--:|--:|',
     rows,
     '',
     ratios.length
@@ -89,7 +89,7 @@ export function renderMarkdown(run: BenchRun, command: string, svgFile: string |
     `| ${i.sent} | ${i.delivered} | ${i.lost} | ${i.duplicated} | ${i.reordered} | ${run.ok ? 'OK' : 'FAILED'} |`,
     '',
     ...(run.notes.length ? ['Notes:', '', ...run.notes.map((n) => `- ${n}`), ''] : []),
-    ...(svgFile ? [`![${j.scenario} latency percentiles](${svgFile})`, ''] : []),
+    ...(svgFile ? [`![${j.scenario} percentiles](${svgFile})`, ''] : []),
   ].join('\n');
 }
 

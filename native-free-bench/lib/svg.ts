@@ -3,8 +3,9 @@ import type { BenchRun } from './result.js';
 
 /**
  * A hand-written SVG, no chart library: for the scenario's first metric, grouped bars of
- * p50/p95/p99/max per series (linear ms), and the percentile distribution of each series
- * (log ms against "nines": 0, 90, 99, 99.9, 99.99 percent, max).
+ * p50/p95/p99/max per series (linear, in the metric's unit), and the percentile distribution of
+ * each series for the first metric with a latency curve (log ms against "nines": 0, 90, 99, 99.9,
+ * 99.99 percent, max).
  */
 
 const COLORS = ['#d9480f', '#1c7ed6', '#2b8a3e', '#7048e8', '#e67700'];
@@ -26,7 +27,8 @@ function bars(run: BenchRun, metric: string, x0: number, y0: number, w: number, 
   }));
   const fields = ['p50', 'p95', 'p99', 'max'] as const;
   const top = Math.max(0.001, ...series.flatMap((se) => fields.map((f) => se.s?.[f] ?? 0))) * 1.12;
-  const out = [text(x0, y0 - 12, `${metric}: percentiles (ms)`, 'font-weight="bold"')];
+  const unit = series.find((se) => se.s)?.s?.unit ?? 'ms';
+  const out = [text(x0, y0 - 12, `${metric}: percentiles (${unit})`, 'font-weight="bold"')];
   out.push(`<line x1="${x0}" y1="${y0 + h}" x2="${x0 + w}" y2="${y0 + h}" stroke="#555"/>`);
   const groupW = w / fields.length;
   const barW = Math.min(40, (groupW * 0.8) / series.length);
@@ -37,7 +39,7 @@ function bars(run: BenchRun, metric: string, x0: number, y0: number, w: number, 
       const bh = (v / top) * h;
       const bx = gx + k * barW;
       out.push(`<rect x="${num(bx)}" y="${num(y0 + h - bh)}" width="${num(barW - 3)}" height="${num(bh)}" fill="${se.color}"/>`);
-      out.push(text(bx + (barW - 3) / 2, y0 + h - bh - 4, label(v), 'text-anchor="middle" font-size="10"'));
+      out.push(text(bx + (barW - 3) / 2, y0 + h - bh - 4, unit === 'ms' ? label(v) : String(Math.round(v)), 'text-anchor="middle" font-size="10"'));
     });
     out.push(text(x0 + g * groupW + groupW / 2, y0 + h + 16, f, 'text-anchor="middle"'));
   });
@@ -77,8 +79,9 @@ function curves(run: BenchRun, metric: string, x0: number, y0: number, w: number
 }
 
 export function renderSvg(run: BenchRun, metric = Object.keys(run.json.results)[0] ?? 'latency'): string {
+  const curveMetric = run.curves[run.series[0] ?? '']?.[metric] ? metric : (Object.keys(run.curves[run.series[0] ?? ''] ?? {})[0] ?? metric);
   const title = `${run.json.scenario} — ${Object.entries(run.json.config)
-    .filter(([k]) => ['sessions', 'rate', 'duration', 'store'].includes(k))
+    .filter(([k]) => ['sessions', 'rate', 'duration', 'store', 'transport', 'burst'].includes(k))
     .map(([k, v]) => `${k} ${v}`)
     .join(', ')}`;
   const legend = run.series.map((name, i) => {
@@ -90,7 +93,7 @@ export function renderSvg(run: BenchRun, metric = Object.keys(run.json.results)[
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     text(20, 22, title, 'font-size="14" font-weight="bold"'),
     ...bars(run, metric, 30, 70, 370, 220),
-    ...curves(run, metric, 480, 70, 370, 220),
+    ...curves(run, curveMetric, 480, 70, 370, 220),
     ...legend,
     text(W - 20, H - 12, run.ok ? 'integrity OK' : 'integrity FAILED', `text-anchor="end" fill="${run.ok ? '#2b8a3e' : '#c92a2a'}"`),
     '</svg>',

@@ -2,7 +2,10 @@ import { cpus, loadavg } from 'node:os';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
 import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
-import type { Json, LifelineSession } from '../../src/sdk/index.js';
+import type { ClientTransport, Json, LifelineSession } from '../../src/sdk/index.js';
+import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
+import { launchWeriftEcho } from '../baselines/werift-echo.js';
+import type { Ingress, WeriftEchoBaseline } from '../baselines/werift-echo.js';
 import { launchWsEcho } from '../baselines/ws-echo.js';
 import type { WsEchoBaseline } from '../baselines/ws-echo.js';
 import { LatencyRecorder, ratiosOf } from '../lib/histogram.js';
@@ -13,13 +16,24 @@ import type { ChannelPath, PhaseResult } from '../lib/phase.js';
 import { launchRelay } from '../lib/relay.js';
 import type { RelayUnderTest, StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
+import { countingUdpDrops } from '../lib/udp-stats.js';
 
 /**
  * `tokens`: N sessions, each with an agent streaming `text.delta` tokens at a fixed rate and a
- * user receiving them, through the relay (child process, Node SDK over WebSocket). Measures
- * agent-send → user-receive latency, and the append → commit acknowledgement seen by the agent.
- * Baseline in the same run: the same N streams, rate and payloads through a bare `ws` forwarder.
+ * user receiving them, through the relay (child process, Node SDK). Measures agent-send →
+ * user-receive latency, and the append → commit acknowledgement seen by the agent.
+ *
+ * `--transport ws` (default): both clients on WebSocket. Baseline in the same run: the same N
+ * streams, rate and payloads through a bare `ws` forwarder (child process).
+ *
+ * `--transport webrtc`: the user receives over WebRTC (werift, loopback only), the agent stays on
+ * WebSocket (server-side agents use WS); the relay runs with `--rtc-ice-host 127.0.0.1`. Baselines
+ * in the same run, through a bare werift forwarder (child process, baselines/werift-echo-server):
+ * `werift-echo` — werift peer → forwarder → werift peer (the ratios are against this one) — and
+ * `ws-werift-echo` — WebSocket → forwarder → werift peer, the relay's own topology without the relay.
  */
+
+export type TokensTransport = 'ws' | 'webrtc';
 
 export interface TokensConfig {
   sessions: number;
@@ -28,6 +42,7 @@ export interface TokensConfig {
   warmup: number;
   drain: number;
   store: StoreKind;
+  transport: TokensTransport;
 }
 
 /** Text of token k: short, word-like, as a language model streams them. */
@@ -54,8 +69,19 @@ class Problems {
   }
 }
 
-function relayPath(relay: RelayUnderTest, commit: LatencyRecorder, problems: Problems): ChannelPath {
+/** The user's transport: WebSocket, or WebRTC restricted to loopback. */
+export function userTransport(transport: TokensTransport): ClientTransport | undefined {
+  return transport === 'webrtc' ? webrtcTransport({ iceHosts: ['127.0.0.1'] }) : undefined;
+}
+
+/** `lifeline serve` flags a transport needs (WebRTC on loopback needs the ICE host). */
+export function relayArgs(transport: TokensTransport): string[] {
+  return transport === 'webrtc' ? ['--rtc-ice-host', '127.0.0.1'] : [];
+}
+
+function relayPath(relay: RelayUnderTest, commit: LatencyRecorder, problems: Problems, transport: TokensTransport): ChannelPath {
   const policy = (): ExponentialBackoff => new ExponentialBackoff({ giveUpAfterMs: 5000 });
+  const userVia = userTransport(transport);
   return {
     name: 'relay',
     async open(i, deliver) {
@@ -70,7 +96,7 @@ function relayPath(relay: RelayUnderTest, commit: LatencyRecorder, problems: Pro
         s.on('error', (err) => problems.add(`${who} error ${err.code}`));
       };
       try {
-        const user = await connect({ url: relay.url, token: userToken, device: `user-${i}`, reconnect: policy() });
+        const user = await connect({ url: relay.url, token: userToken, device: `user-${i}`, reconnect: policy(), ...(userVia ? { transport: userVia } : {}) });
         clients.push(user);
         watch(user, 'user');
         void (async () => {
@@ -104,28 +130,45 @@ function relayPath(relay: RelayUnderTest, commit: LatencyRecorder, problems: Pro
   };
 }
 
+function parsed(data: string | Uint8Array): unknown {
+  try {
+    return JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function weriftEchoPath(echo: WeriftEchoBaseline, ingress: Ingress): ChannelPath {
+  const name = ingress === 'rtc' ? 'werift-echo' : 'ws-werift-echo';
+  return {
+    name,
+    async open(i, deliver) {
+      const pair = await echo.openPair(`${name}-${i}`, ingress);
+      pair.onMessage = (data) => deliver(parsed(data));
+      return { send: (msg) => pair.send(JSON.stringify(msg)), close: () => pair.close() };
+    },
+  };
+}
+
 function wsEchoPath(echo: WsEchoBaseline): ChannelPath {
   return {
     name: 'ws-echo',
     async open(i, deliver) {
       const pair = await echo.openPair(`s${i}`);
-      pair.onMessage = (data) => {
-        let msg: unknown;
-        try {
-          msg = JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
-        } catch {
-          msg = undefined;
-        }
-        deliver(msg);
-      };
+      pair.onMessage = (data) => deliver(parsed(data));
       return { send: (msg) => pair.send(JSON.stringify(msg)), close: () => pair.close() };
     },
   };
 }
 
 export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promise<BenchRun> {
-  ctx.progress(`tokens: starting relay (store ${cfg.store}) and ws-echo baseline as child processes`);
-  const [relayStart, echoStart] = await Promise.allSettled([launchRelay({ store: cfg.store }), launchWsEcho()]);
+  const webrtc = cfg.transport === 'webrtc';
+  const baselineName = webrtc ? 'werift-echo' : 'ws-echo';
+  ctx.progress(`tokens: starting relay (store ${cfg.store}, user on ${cfg.transport}) and ${baselineName} baseline as child processes`);
+  const [relayStart, echoStart] = await Promise.allSettled([
+    launchRelay({ store: cfg.store, extraArgs: relayArgs(cfg.transport) }),
+    webrtc ? launchWeriftEcho() : launchWsEcho(),
+  ]);
   const relay = relayStart.status === 'fulfilled' ? relayStart.value : undefined;
   const echo = echoStart.status === 'fulfilled' ? echoStart.value : undefined;
   try {
@@ -133,8 +176,12 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
       const failed = [relayStart, echoStart].find((r): r is PromiseRejectedResult => r.status === 'rejected');
       throw failed?.reason instanceof Error ? failed.reason : new Error(String(failed?.reason));
     }
-    ctx.progress(`tokens: relay ${relay.url} (pid ${relay.child.pid}, ${relay.build}), ws-echo ${echo.url} (pid ${echo.child.pid})`);
-    // Each phase stops early if its own child dies (or on SIGINT); the other phase still runs.
+    ctx.progress(`tokens: relay ${relay.url} (pid ${relay.child.pid}, ${relay.build}), ${baselineName} ${echo.url} (pid ${echo.child.pid})`);
+    // The ratios are against the first baseline.
+    const baselines: ChannelPath[] = webrtc
+      ? [weriftEchoPath(echo as WeriftEchoBaseline, 'rtc'), weriftEchoPath(echo as WeriftEchoBaseline, 'ws')]
+      : [wsEchoPath(echo as WsEchoBaseline)];
+    // Each phase stops early if its own child dies (or on SIGINT); the other phases still run.
     const relaySignal = AbortSignal.any([ctx.signal, relay.child.died]);
     const echoSignal = AbortSignal.any([ctx.signal, echo.child.died]);
     const phase = {
@@ -148,30 +195,52 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
     };
     const commit = new LatencyRecorder();
     const problems = new Problems();
-    // The two phases run one after the other so they do not compete for the CPU; the load average
+    // The phases run one after the other so they do not compete for the CPU; the load average
     // at the start of each says whether something else on the machine did.
     const load1 = (): number => Math.round((loadavg()[0] ?? 0) * 100) / 100;
+    const loads: string[] = [];
     const loadAtStart = load1();
-    const subject: PhaseResult = await runPhase(relayPath(relay, commit, problems), { ...phase, signal: relaySignal });
-    const loadBetween = load1();
-    const base: PhaseResult = await runPhase(wsEchoPath(echo), { ...phase, signal: echoSignal });
+    loads.push(`relay phase ${loadAtStart}`);
+    const drops: string[] = [];
+    const { result: subject, udpDrops } = await countingUdpDrops(() => runPhase(relayPath(relay, commit, problems, cfg.transport), { ...phase, signal: relaySignal }));
+    drops.push(`relay ${udpDrops ?? 'n/a'}`);
+    const baseResults: { name: string; result: PhaseResult }[] = [];
+    for (const path of baselines) {
+      loads.push(`${path.name} phase ${load1()}`);
+      const counted = await countingUdpDrops(() => runPhase(path, { ...phase, signal: echoSignal }));
+      drops.push(`${path.name} ${counted.udpDrops ?? 'n/a'}`);
+      baseResults.push({ name: path.name, result: counted.result });
+    }
 
     const latency = subject.latency.summary();
-    const baseLatency = base.latency.summary();
     const integrity = subject.integrity.report();
-    const baseIntegrity = base.integrity.report();
     const notes: string[] = [];
     const relayOk = integrityOk(integrity, subject.integrity.unexpected);
-    const baseOk = integrityOk(baseIntegrity, base.integrity.unexpected);
     if (!relayOk) notes.push(`relay integrity failed (unexpected payloads: ${subject.integrity.unexpected}; drained: ${subject.drained})`);
-    if (!baseOk) notes.push(`baseline integrity failed: ${JSON.stringify(baseIntegrity)} — the comparison is not valid`);
+    let baseOk = true;
+    const baselineJson: Record<string, { latency: ReturnType<LatencyRecorder['summary']> }> = {};
+    const curves: BenchRun['curves'] = { relay: { latency: subject.latency.curve(), commit: commit.curve() } };
+    for (const { name, result } of baseResults) {
+      const r = result.integrity.report();
+      if (!integrityOk(r, result.integrity.unexpected)) {
+        baseOk = false;
+        notes.push(`baseline ${name} integrity failed: ${JSON.stringify(r)} — the comparison is not valid`);
+      }
+      baselineJson[name] = { latency: result.latency.summary() };
+      curves[name] = { latency: result.latency.curve() };
+    }
     const aborts = [relaySignal, echoSignal].filter((sig) => sig.aborted).map((sig) => (sig.reason instanceof Error ? sig.reason.message : String(sig.reason)));
     for (const reason of new Set(aborts)) notes.push(`run aborted: ${reason}`);
     if (!relay.child.alive && relay.child.stderrTail().trim()) notes.push(`relay stderr: ${relay.child.stderrTail().trim().split('\n').slice(-3).join(' | ')}`);
     notes.push(...problems.list('relay client: '));
-    notes.push(`baseline ws-echo: sent ${baseIntegrity.sent}, delivered ${baseIntegrity.delivered}, lost ${baseIntegrity.lost}`);
-    notes.push(`1-minute load average before the relay phase ${loadAtStart}, before the baseline phase ${loadBetween} (${cpus().length} CPUs)`);
+    for (const { name, result } of baseResults) {
+      const r = result.integrity.report();
+      notes.push(`baseline ${name}: sent ${r.sent}, delivered ${r.delivered}, lost ${r.lost}`);
+    }
+    notes.push(`1-minute load average before the ${loads.join(', before the ')} (${cpus().length} CPUs)`);
+    if (webrtc) notes.push(`UDP datagrams dropped for a full receive buffer, system-wide (/proc/net/snmp RcvbufErrors), per phase: ${drops.join(', ')}`);
     const payloadBytes = Buffer.byteLength(JSON.stringify({ ...body(1), s: 1000, t: nowMs() }));
+    const first = baseResults[0]!;
     const run: BenchRun = {
       json: {
         scenario: 'tokens',
@@ -182,6 +251,8 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
           warmup: cfg.warmup,
           store: cfg.store,
           sqliteSync: relay.sqliteSync ?? null,
+          transport: cfg.transport,
+          agentTransport: 'ws',
           payloadBytes,
           relayBuild: relay.build,
           node: process.version,
@@ -190,20 +261,17 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
           host: '127.0.0.1',
         },
         results: { latency, commit: commit.summary() },
-        baselines: { 'ws-echo': { latency: baseLatency } },
-        ratios: ratiosOf('latency', latency, baseLatency),
+        baselines: baselineJson,
+        ratios: ratiosOf('latency', latency, baselineJson[first.name]!.latency),
         integrity,
       },
-      curves: {
-        relay: { latency: subject.latency.curve(), commit: commit.curve() },
-        'ws-echo': { latency: base.latency.curve() },
-      },
-      series: ['relay', 'ws-echo'],
+      curves,
+      series: ['relay', ...baseResults.map((b) => b.name)],
       ok: relayOk && baseOk && !relaySignal.aborted && !echoSignal.aborted,
       notes,
     };
     subject.latency.destroy();
-    base.latency.destroy();
+    for (const { result } of baseResults) result.latency.destroy();
     commit.destroy();
     return run;
   } finally {
@@ -221,7 +289,8 @@ export const tokensScenario: Scenario = {
       .option('--duration <s>', 'measured seconds', number(0.1, 3600, false), 10)
       .option('--warmup <s>', 'seconds sent but not measured, first', number(0, 600, false), 1)
       .option('--drain <s>', 'longest wait for undelivered tokens at the end', number(0.1, 120, false), 5)
-      .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'));
+      .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
+      .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'));
   },
   run(options, ctx) {
     return runTokens(
@@ -232,6 +301,7 @@ export const tokensScenario: Scenario = {
         warmup: options['warmup'] as number,
         drain: options['drain'] as number,
         store: options['store'] as StoreKind,
+        transport: options['transport'] as TokensTransport,
       },
       ctx,
     );

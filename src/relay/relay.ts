@@ -43,7 +43,18 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
   const log = opts.logger ?? pino({ level: config.logLevel, name: 'lifeline' }, pino.destination(2));
   const metrics = new RelayMetrics();
   const store = await openStore(config.store, { sqliteSynchronous: config.sqliteSync });
-  const timeline = new Timeline(store, { ringSize: config.ringSize, observer: metrics.timelineObserver() });
+  const timeline = new Timeline(store, {
+    ringSize: config.ringSize,
+    observer: {
+      ...metrics.timelineObserver(),
+      // Runs only after start-up, when everything below exists.
+      sessionEnded: (id) => {
+        presence.forget(id);
+        leases.forget(id);
+        workers.forgetSession(id);
+      },
+    },
+  });
   metrics.watch(timeline);
   const connections = new ConnectionRegistry();
   const auth = new Authenticator(config.secret);

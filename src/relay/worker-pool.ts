@@ -118,6 +118,15 @@ export class WorkerPool {
     this.#drain();
   }
 
+  /** A session ended: drop its queued assignments and free the slots it held. */
+  forgetSession(sessionId: string): void {
+    for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.sessionId === sessionId) this.#queue.splice(i, 1);
+    for (const w of this.#workers.values()) {
+      for (const key of [...w.assigned]) if (key.startsWith(`${sessionId}\u0000`)) w.assigned.delete(key);
+    }
+    this.#drain();
+  }
+
   #drain(): void {
     for (let i = 0; i < this.#queue.length; ) {
       const a = this.#queue[i]!;

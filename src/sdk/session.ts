@@ -434,7 +434,23 @@ export class LifelineSession {
       this.#emitter.emit('error', err instanceof LifelineError ? err : new LifelineError('BAD_FRAME'));
       return;
     }
-    for (const value of values) {
+    this.#process(link, values);
+  }
+
+  /**
+   * Frames that arrive right after the first welcome (often in the same read) wait one turn of
+   * the event loop: `await connect()` resolves on the welcome, and the app's code after it (its
+   * `on('event')` listeners) must run before those events are dispatched.
+   */
+  #held: { link: ClientLink; values: unknown[] } | undefined;
+
+  #process(link: ClientLink, values: unknown[]): void {
+    if (this.#held) {
+      this.#held.values.push(...values);
+      return;
+    }
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
       let frame: ServerFrame;
       try {
         frame = validateServerFrame(value);
@@ -444,7 +460,17 @@ export class LifelineSession {
       }
       if (this.#link !== link) return;
       if (this.#restart) this.#restarted();
+      const first = frame.type === 'welcome' && this.#welcome === undefined;
       this.#onFrame(frame);
+      if (first) {
+        const held = { link, values: values.slice(i + 1) };
+        this.#held = held;
+        setTimeout(() => {
+          this.#held = undefined;
+          if (this.#link === held.link) this.#process(held.link, held.values);
+        }, 0);
+        return;
+      }
     }
   }
 

@@ -22,6 +22,8 @@ export interface TimelineObserver {
   committed?(entries: number, appended: number, ms: number): void;
   rejected?(code: string): void;
   sessionsExpired?(count: number): void;
+  /** A session ended (deleted or expired): whatever is kept per session elsewhere can go. */
+  sessionEnded?(id: string, why: 'deleted' | 'expired'): void;
 }
 
 export interface CreateSessionOptions {
@@ -143,6 +145,7 @@ export class Timeline {
 
   async deleteSession(id: string): Promise<boolean> {
     this.#end(id, sessionEndedError(id, 'deleted'));
+    this.#observe(() => this.#observer.sessionEnded?.(id, 'deleted'));
     return this.store.deleteSession(id);
   }
 
@@ -257,6 +260,7 @@ export class Timeline {
     const ids = await this.store.expiredSessions(this.#now(), limit);
     for (const id of ids) {
       this.#end(id, sessionEndedError(id, 'expired'));
+      this.#observe(() => this.#observer.sessionEnded?.(id, 'expired'));
       await this.store.deleteSession(id);
     }
     if (ids.length > 0) this.#observe(() => this.#observer.sessionsExpired?.(ids.length));

@@ -19,7 +19,7 @@ interface WorkerProcess {
 }
 
 /**
- * Agent workers as real processes (test/fixtures/answer-worker.ts), killed with SIGKILL or frozen
+ * Agent workers as real processes (native-free-bench/agents/answer-worker.ts), killed with SIGKILL or frozen
  * with SIGSTOP while they stream an answer. Leases expire after 500 ms; the relay hands the
  * session to the other worker, which finishes the turn from the committed cursor.
  */
@@ -44,7 +44,7 @@ describe('agents that survive crashes', () => {
 
   async function startWorker(id: string): Promise<WorkerProcess> {
     const token = await mintToken(SECRET, { session: ANY_SESSION, participant: id, role: 'agent' });
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/answer-worker.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'native-free-bench/agents/answer-worker.ts'], {
       cwd: ROOT,
       env: { ...process.env, RELAY_URL: r.url, WORKER_TOKEN: token, WORKER_ID: id, ANSWER_TOKENS: String(TOKENS), TOKEN_MS: '25' },
       stdio: ['ignore', 'pipe', 'inherit'],
