@@ -1,4 +1,5 @@
 import { cpus, loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
 import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
@@ -43,6 +44,8 @@ export interface TokensConfig {
   drain: number;
   store: StoreKind;
   transport: TokensTransport;
+  /** Where the relay child writes its CPU profile (node --cpu-prof), if anywhere. */
+  cpuProf?: string | undefined;
 }
 
 /** Text of token k: short, word-like, as a language model streams them. */
@@ -166,7 +169,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
   const baselineName = webrtc ? 'werift-echo' : 'ws-echo';
   ctx.progress(`tokens: starting relay (store ${cfg.store}, user on ${cfg.transport}) and ${baselineName} baseline as child processes`);
   const [relayStart, echoStart] = await Promise.allSettled([
-    launchRelay({ store: cfg.store, extraArgs: relayArgs(cfg.transport) }),
+    launchRelay({ store: cfg.store, extraArgs: relayArgs(cfg.transport), ...(cfg.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(cfg.cpuProf)] } : {}) }),
     webrtc ? launchWeriftEcho() : launchWsEcho(),
   ]);
   const relay = relayStart.status === 'fulfilled' ? relayStart.value : undefined;
@@ -238,6 +241,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
       notes.push(`baseline ${name}: sent ${r.sent}, delivered ${r.delivered}, lost ${r.lost}`);
     }
     notes.push(`1-minute load average before the ${loads.join(', before the ')} (${cpus().length} CPUs)`);
+    if (cfg.cpuProf) notes.push(`relay CPU profile (node --cpu-prof) written to ${resolve(cfg.cpuProf)}`);
     if (webrtc) notes.push(`UDP datagrams dropped for a full receive buffer, system-wide (/proc/net/snmp RcvbufErrors), per phase: ${drops.join(', ')}`);
     const payloadBytes = Buffer.byteLength(JSON.stringify({ ...body(1), s: 1000, t: nowMs() }));
     const first = baseResults[0]!;
@@ -290,7 +294,8 @@ export const tokensScenario: Scenario = {
       .option('--warmup <s>', 'seconds sent but not measured, first', number(0, 600, false), 1)
       .option('--drain <s>', 'longest wait for undelivered tokens at the end', number(0.1, 120, false), 5)
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
-      .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'));
+      .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'))
+      .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
   },
   run(options, ctx) {
     return runTokens(
@@ -302,6 +307,7 @@ export const tokensScenario: Scenario = {
         drain: options['drain'] as number,
         store: options['store'] as StoreKind,
         transport: options['transport'] as TokensTransport,
+        cpuProf: typeof options['cpuProf'] === 'string' ? options['cpuProf'] : undefined,
       },
       ctx,
     );

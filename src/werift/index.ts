@@ -65,16 +65,21 @@ export function startRestartedTransports(pc: RTCPeerConnection, before?: readonl
 
 interface SctpAssociation {
   timer3Handle?: unknown;
-  sentQueue: unknown[];
+  sentQueue: { retransmit: boolean }[];
+  flightSize: number;
+  partialBytesAcked: number;
+  fastRecoveryExit: number | undefined;
   timer3Cancel(): void;
-  timer3Expired(): void;
+  transmit(): Promise<void>;
 }
 
 /**
  * werift fix 2 — SCTP retransmits a chunk lost in the restart gap only when its T3 timer fires
- * (minimum RTO 1 s, doubled by every expiry during the outage) or after three gap reports, which
- * never come while the congestion window is full. So as soon as ICE reports `connected` again,
- * fire T3 now: everything outstanding is retransmitted at once over the healed path.
+ * (minimum RTO 1 s) or after three gap reports, which never come while the congestion window is
+ * full of unacknowledged data. So as soon as ICE reports `connected` again, everything outstanding
+ * is retransmitted at once over the healed path — what T3 expiry does, except that the congestion
+ * window is left as it was: the path just proved itself, and resetting it to one MTU on every
+ * restart let a backlog build up across restarts at 50 ms RTT.
  * Returns a disposer; the kick happens at most once.
  */
 export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?: () => void): () => void {
@@ -85,10 +90,14 @@ export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?:
     sub.unSubscribe();
     onReconnected?.();
     const assoc = (pc.sctpTransport as { sctp?: SctpAssociation } | undefined)?.sctp;
-    if (assoc?.timer3Handle && assoc.sentQueue.length > 0) {
-      assoc.timer3Cancel();
-      assoc.timer3Expired();
-    }
+    if (!assoc?.timer3Handle || assoc.sentQueue.length === 0) return;
+    assoc.timer3Cancel();
+    for (const chunk of assoc.sentQueue) chunk.retransmit = true;
+    // Every chunk goes out again and is counted in flight again as it does (as on T3 expiry).
+    assoc.flightSize = 0;
+    assoc.partialBytesAcked = 0;
+    assoc.fastRecoveryExit = undefined;
+    void assoc.transmit().catch(() => undefined);
   });
   return () => sub.unSubscribe();
 }
