@@ -70,7 +70,13 @@ describe('presence', () => {
     proxy.blackhole(false);
     await waitFor(() => trail(changes).filter((t) => t === 'phone:connected').length === 2, { message: 'connected again' });
     await new Promise((resolve) => setTimeout(resolve, 1500)); // past the grace period
-    expect(trail(changes)).toEqual(['phone:connected', 'phone:reconnecting', 'phone:connected']);
+    // When the path returns, the proxy releases the old link's held frames (pings, then the
+    // client's close of that link) before the client's new link: that may add one more
+    // reconnecting → connected blip. What must hold: never gone, and connected at the end.
+    const t = trail(changes);
+    expect(t.slice(0, 3)).toEqual(['phone:connected', 'phone:reconnecting', 'phone:connected']);
+    expect(t).not.toContain('phone:gone');
+    expect(t.at(-1)).toBe('phone:connected');
   });
 
   it('a device that leaves is gone at once; its participant stays online on another device', async () => {
