@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import type { Command } from 'commander';
+import { whole } from '../lib/options.js';
 import { ANY_SESSION, connect } from '../../src/sdk/index.js';
 import type { LifelineSession, TimelineEvent } from '../../src/sdk/index.js';
 import { REPO_ROOT, modulePath, nodeArgs } from '../lib/children.js';
@@ -51,13 +52,6 @@ const ROLE = 'assistant';
 const METRICS = ['takeover', 'first_token', 'first_new_token', 'answer_complete'] as const;
 type Metric = (typeof METRICS)[number];
 
-function whole(min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
 
 const load1 = (): number => Math.round((loadavg()[0] ?? 0) * 100) / 100;
 

@@ -1,5 +1,6 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { Command } from 'commander';
+import { whole } from '../lib/options.js';
 import { connect } from '../../src/sdk/index.js';
 import type { LifelineSession, StateChange } from '../../src/sdk/index.js';
 import { LatencyRecorder, ratiosOf } from '../lib/histogram.js';
@@ -45,13 +46,6 @@ function list(value: string): number[] {
   return out;
 }
 
-function whole(min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
 
 /** Waits for the first state change matching `pred` after `since`; resolves its time, or undefined. */
 function nextState(states: StateChange[], since: number, pred: (c: StateChange) => boolean, timeoutMs: number, signal: AbortSignal): Promise<number | undefined> {

@@ -1,23 +1,21 @@
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import type { Command } from 'commander';
-import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
-import type { Json, LifelineSession } from '../../src/sdk/index.js';
-import { launchWeriftEcho } from '../baselines/werift-echo.js';
+import type { Json } from '../../src/sdk/index.js';
 import type { WeriftEchoBaseline } from '../baselines/werift-echo.js';
-import { launchWsEcho } from '../baselines/ws-echo.js';
 import type { WsEchoBaseline } from '../baselines/ws-echo.js';
 import { LatencyRecorder, ratiosOf } from '../lib/histogram.js';
 import type { Summary } from '../lib/histogram.js';
 import { IntegrityTracker, integrityOk } from '../lib/integrity.js';
 import { nowMs, waitUntil } from '../lib/pacer.js';
 import type { StampedMessage } from '../lib/phase.js';
-import { launchRelay } from '../lib/relay.js';
+import { decimal, whole } from '../lib/options.js';
+import { Problems, openRelayPair, parsed } from '../lib/relay-clients.js';
 import type { RelayUnderTest, StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
 import { countingUdpDrops } from '../lib/udp-stats.js';
-import { relayArgs, userTransport } from './tokens.js';
+import { launchRelayAndForwarder, userTransport } from './tokens.js';
 import type { TokensTransport } from './tokens.js';
 
 /**
@@ -93,32 +91,8 @@ interface FloodResult {
   drainedMs: number;
 }
 
-function whole(min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
-
-function seconds(min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`a number of seconds from ${min} to ${max}`);
-    return n;
-  };
-}
-
 function isStamped(v: unknown): v is StampedMessage {
   return typeof v === 'object' && v !== null && typeof (v as StampedMessage).s === 'number' && typeof (v as StampedMessage).t === 'number';
-}
-
-function parsed(data: string | Uint8Array): unknown {
-  try {
-    return JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 /** A single-value rate in the common summary shape. */
@@ -127,62 +101,25 @@ function rateSummary(rate: number): Summary {
   return { unit: 'events/s', n: 1, p50: r, p95: r, p99: r, max: r };
 }
 
-/** Counts problems seen by clients, counting repeats instead of flooding the report. */
-class Problems {
-  readonly #counts = new Map<string, number>();
-  add(msg: string): void {
-    this.#counts.set(msg, (this.#counts.get(msg) ?? 0) + 1);
-  }
-  list(prefix: string): string[] {
-    return [...this.#counts].map(([m, n]) => `${prefix}${m}${n > 1 ? ` (×${n})` : ''}`);
-  }
-}
-
 function relayFlood(relay: RelayUnderTest, transport: TokensTransport, maxOutbox: number, problems: Problems): FloodPath {
-  const policy = (): ExponentialBackoff => new ExponentialBackoff({ giveUpAfterMs: 5000 });
   const userVia = userTransport(transport);
   return {
     name: 'relay',
     async open(deliver) {
-      const session = await relay.createSession({ metadata: { bench: 'throughput' } });
-      const [userToken, agentToken] = await Promise.all([relay.token(session, 'user', 'user'), relay.token(session, 'agent', 'agent')]);
-      const clients: LifelineSession[] = [];
-      let closing = false;
-      const watch = (s: LifelineSession, who: string): void => {
-        s.on('state', (c) => {
-          if (!closing && (c.state === 'reconnecting' || c.state === 'closed'))
-            problems.add(`${who} ${c.state}${c.mode ? ` (${c.mode}${c.reason ? `: ${c.reason}` : ''})` : ''}${c.error ? ` (${c.error})` : ''}`);
-        });
-        s.on('error', (err) => problems.add(`${who} error ${err.code}`));
+      const pair = await openRelayPair(relay, { bench: 'throughput', userDevice: 'user', agentDevice: 'agent', userTransport: userVia, maxOutbox, problems });
+      pair.user.on('event', (ev) => {
+        if (ev.kind === 'text.delta') deliver(ev.data);
+      });
+      return {
+        sendBurst(events) {
+          for (const ev of events) {
+            pair.agent.append('text.delta', ev as unknown as Json).catch((err: { code?: string }) => {
+              if (!pair.closing) problems.add(`append refused: ${err.code ?? String(err)}`);
+            });
+          }
+        },
+        close: () => pair.close(),
       };
-      try {
-        const user = await connect({ url: relay.url, token: userToken, device: 'user', reconnect: policy(), ...(userVia ? { transport: userVia } : {}) });
-        clients.push(user);
-        watch(user, 'user');
-        user.on('event', (ev) => {
-          if (ev.kind === 'text.delta') deliver(ev.data);
-        });
-        const agent = await connect({ url: relay.url, token: agentToken, device: 'agent', resume: 'now', reconnect: policy(), maxOutbox });
-        clients.push(agent);
-        watch(agent, 'agent');
-        return {
-          sendBurst(events) {
-            for (const ev of events) {
-              agent.append('text.delta', ev as unknown as Json).catch((err: { code?: string }) => {
-                if (!closing) problems.add(`append refused: ${err.code ?? String(err)}`);
-              });
-            }
-          },
-          close() {
-            closing = true;
-            for (const c of clients) c.close();
-          },
-        };
-      } catch (err) {
-        closing = true;
-        for (const c of clients) c.close();
-        throw err;
-      }
     },
   };
 }
@@ -304,17 +241,8 @@ export async function runThroughput(cfg: ThroughputConfig, ctx: ScenarioContext)
   const kind = webrtc ? 'werift' : 'ws-echo';
   ctx.progress(`throughput: starting relay (store ${cfg.store}, user on ${cfg.transport}) and the ${kind} forwarder as child processes`);
   const profDir = cfg.cpuProf ? resolve(cfg.cpuProf) : undefined;
-  const [relayStart, echoStart] = await Promise.allSettled([
-    launchRelay({ store: cfg.store, extraArgs: relayArgs(cfg.transport), ...(profDir ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}) }),
-    webrtc ? launchWeriftEcho() : launchWsEcho(),
-  ]);
-  const relay = relayStart.status === 'fulfilled' ? relayStart.value : undefined;
-  const echo = echoStart.status === 'fulfilled' ? echoStart.value : undefined;
+  const { relay, echo } = await launchRelayAndForwarder(cfg);
   try {
-    if (!relay || !echo) {
-      const failed = [relayStart, echoStart].find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      throw failed?.reason instanceof Error ? failed.reason : new Error(String(failed?.reason));
-    }
     ctx.progress(`throughput: relay ${relay.url} (pid ${relay.child.pid}, ${relay.build}), ${kind} forwarder ${echo.url} (pid ${echo.child.pid})`);
     let pairs = 0;
     const openPair = async (): Promise<Forwarded> => {
@@ -418,7 +346,7 @@ export async function runThroughput(cfg: ThroughputConfig, ctx: ScenarioContext)
     for (const { result } of baseResults) result.latency.destroy();
     return run;
   } finally {
-    await Promise.all([relay?.stop(), echo?.stop()]);
+    await Promise.all([relay.stop(), echo.stop()]);
   }
 }
 
@@ -428,9 +356,9 @@ export const throughputScenario: Scenario = {
   configure(cmd: Command) {
     cmd
       .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket)").choices(['webrtc', 'ws']).default('webrtc'))
-      .option('--duration <s>', 'measured seconds', seconds(0.5, 600), 5)
-      .option('--warmup <s>', 'seconds of flooding before measuring', seconds(0, 60), 1)
-      .option('--drain <s>', 'longest wait for undelivered events at the end', seconds(0.1, 120), 10)
+      .option('--duration <s>', 'measured seconds', decimal(0.5, 600), 5)
+      .option('--warmup <s>', 'seconds of flooding before measuring', decimal(0, 60), 1)
+      .option('--drain <s>', 'longest wait for undelivered events at the end', decimal(0.1, 120), 10)
       .option('--burst <n>', 'events the agent appends in one turn of the event loop', whole(1, 4096), 64)
       .option('--max-lag <n>', 'most events sent and not yet delivered (bounded backlog)', whole(1, 100_000), 1024)
       .option('--single-max-lag <n>', 'the same bound for the one-message-per-event baseline (more overflows werift\'s UDP receive buffer)', whole(1, 100_000), 64)

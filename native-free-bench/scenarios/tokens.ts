@@ -1,9 +1,8 @@
 import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import type { Command } from 'commander';
-import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
-import type { ClientTransport, Json, LifelineSession } from '../../src/sdk/index.js';
+import type { ClientTransport, Json } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
 import { launchWeriftEcho } from '../baselines/werift-echo.js';
 import type { Ingress, WeriftEchoBaseline } from '../baselines/werift-echo.js';
@@ -15,6 +14,8 @@ import { nowMs } from '../lib/pacer.js';
 import { runPhase } from '../lib/phase.js';
 import type { ChannelPath, PhaseResult } from '../lib/phase.js';
 import { launchRelay } from '../lib/relay.js';
+import { decimal, whole } from '../lib/options.js';
+import { Problems, openRelayPair, parsed } from '../lib/relay-clients.js';
 import type { RelayUnderTest, StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
 import { countingUdpDrops } from '../lib/udp-stats.js';
@@ -52,26 +53,6 @@ export interface TokensConfig {
 const WORDS = [' The', ' relay', ' keeps', ' every', ' token', ' in', ' order', ',', ' once', '.'];
 const body = (k: number): { text: string } => ({ text: WORDS[k % WORDS.length]! });
 
-function number(min: number, max: number, integer: boolean) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(integer ? 'not a whole number' : 'not a number');
-    if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}`);
-    return n;
-  };
-}
-
-/** Collects problems seen by clients, counting repeats instead of flooding the report. */
-class Problems {
-  readonly #counts = new Map<string, number>();
-  add(msg: string): void {
-    this.#counts.set(msg, (this.#counts.get(msg) ?? 0) + 1);
-  }
-  list(prefix: string): string[] {
-    return [...this.#counts].map(([m, n]) => `${prefix}${m}${n > 1 ? ` (×${n})` : ''}`);
-  }
-}
-
 /** The user's transport: WebSocket, or WebRTC restricted to loopback. */
 export function userTransport(transport: TokensTransport): ClientTransport | undefined {
   return transport === 'webrtc' ? webrtcTransport({ iceHosts: ['127.0.0.1'] }) : undefined;
@@ -82,63 +63,49 @@ export function relayArgs(transport: TokensTransport): string[] {
   return transport === 'webrtc' ? ['--rtc-ice-host', '127.0.0.1'] : [];
 }
 
+/**
+ * Starts the relay under test (with the flags the transport needs) and the matching bare
+ * forwarder for the baseline, side by side. If either fails to start, the other is stopped.
+ */
+export async function launchRelayAndForwarder(opts: {
+  store: StoreKind;
+  transport: TokensTransport;
+  cpuProf?: string | undefined;
+}): Promise<{ relay: RelayUnderTest; echo: WeriftEchoBaseline | WsEchoBaseline }> {
+  const [relayStart, echoStart] = await Promise.allSettled([
+    launchRelay({ store: opts.store, extraArgs: relayArgs(opts.transport), ...(opts.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] } : {}) }),
+    opts.transport === 'webrtc' ? launchWeriftEcho() : launchWsEcho(),
+  ]);
+  if (relayStart.status === 'fulfilled' && echoStart.status === 'fulfilled') return { relay: relayStart.value, echo: echoStart.value };
+  await Promise.all([relayStart.status === 'fulfilled' ? relayStart.value.stop() : undefined, echoStart.status === 'fulfilled' ? echoStart.value.stop() : undefined]);
+  const failed = [relayStart, echoStart].find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  throw failed?.reason instanceof Error ? failed.reason : new Error(String(failed?.reason));
+}
+
 function relayPath(relay: RelayUnderTest, commit: LatencyRecorder, problems: Problems, transport: TokensTransport): ChannelPath {
-  const policy = (): ExponentialBackoff => new ExponentialBackoff({ giveUpAfterMs: 5000 });
   const userVia = userTransport(transport);
   return {
     name: 'relay',
     async open(i, deliver) {
-      const session = await relay.createSession({ metadata: { bench: 'tokens' } });
-      const [userToken, agentToken] = await Promise.all([relay.token(session, 'user', 'user'), relay.token(session, 'agent', 'agent')]);
-      const clients: LifelineSession[] = [];
-      let closing = false;
-      const watch = (s: LifelineSession, who: string): void => {
-        s.on('state', (c) => {
-          if (!closing && (c.state === 'reconnecting' || c.state === 'closed')) problems.add(`${who} ${c.state}${c.error ? ` (${c.error})` : ''}`);
-        });
-        s.on('error', (err) => problems.add(`${who} error ${err.code}`));
+      const pair = await openRelayPair(relay, { bench: 'tokens', userDevice: `user-${i}`, agentDevice: `agent-${i}`, userTransport: userVia, problems });
+      void (async () => {
+        for await (const ev of pair.user.stream) if (ev.kind === 'text.delta') deliver(ev.data);
+      })().catch((err: unknown) => problems.add(`user stream: ${String(err)}`));
+      return {
+        send(msg, measured) {
+          pair.agent.append('text.delta', msg as unknown as Json).then(
+            () => {
+              if (measured) commit.recordMs(nowMs() - msg.t);
+            },
+            (err: { code?: string }) => {
+              if (!pair.closing) problems.add(`append refused: ${err.code ?? String(err)}`);
+            },
+          );
+        },
+        close: () => pair.close(),
       };
-      try {
-        const user = await connect({ url: relay.url, token: userToken, device: `user-${i}`, reconnect: policy(), ...(userVia ? { transport: userVia } : {}) });
-        clients.push(user);
-        watch(user, 'user');
-        void (async () => {
-          for await (const ev of user.stream) if (ev.kind === 'text.delta') deliver(ev.data);
-        })().catch((err: unknown) => problems.add(`user stream: ${String(err)}`));
-        const agent = await connect({ url: relay.url, token: agentToken, device: `agent-${i}`, resume: 'now', reconnect: policy() });
-        clients.push(agent);
-        watch(agent, 'agent');
-        return {
-          send(msg, measured) {
-            agent.append('text.delta', msg as unknown as Json).then(
-              () => {
-                if (measured) commit.recordMs(nowMs() - msg.t);
-              },
-              (err: { code?: string }) => {
-                if (!closing) problems.add(`append refused: ${err.code ?? String(err)}`);
-              },
-            );
-          },
-          close() {
-            closing = true;
-            for (const c of clients) c.close();
-          },
-        };
-      } catch (err) {
-        closing = true;
-        for (const c of clients) c.close();
-        throw err;
-      }
     },
   };
-}
-
-function parsed(data: string | Uint8Array): unknown {
-  try {
-    return JSON.parse(typeof data === 'string' ? data : Buffer.from(data).toString('utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 function weriftEchoPath(echo: WeriftEchoBaseline, ingress: Ingress): ChannelPath {
@@ -168,17 +135,8 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
   const webrtc = cfg.transport === 'webrtc';
   const baselineName = webrtc ? 'werift-echo' : 'ws-echo';
   ctx.progress(`tokens: starting relay (store ${cfg.store}, user on ${cfg.transport}) and ${baselineName} baseline as child processes`);
-  const [relayStart, echoStart] = await Promise.allSettled([
-    launchRelay({ store: cfg.store, extraArgs: relayArgs(cfg.transport), ...(cfg.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(cfg.cpuProf)] } : {}) }),
-    webrtc ? launchWeriftEcho() : launchWsEcho(),
-  ]);
-  const relay = relayStart.status === 'fulfilled' ? relayStart.value : undefined;
-  const echo = echoStart.status === 'fulfilled' ? echoStart.value : undefined;
+  const { relay, echo } = await launchRelayAndForwarder(cfg);
   try {
-    if (!relay || !echo) {
-      const failed = [relayStart, echoStart].find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      throw failed?.reason instanceof Error ? failed.reason : new Error(String(failed?.reason));
-    }
     ctx.progress(`tokens: relay ${relay.url} (pid ${relay.child.pid}, ${relay.build}), ${baselineName} ${echo.url} (pid ${echo.child.pid})`);
     // The ratios are against the first baseline.
     const baselines: ChannelPath[] = webrtc
@@ -279,7 +237,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
     commit.destroy();
     return run;
   } finally {
-    await Promise.all([relay?.stop(), echo?.stop()]);
+    await Promise.all([relay.stop(), echo.stop()]);
   }
 }
 
@@ -288,11 +246,11 @@ export const tokensScenario: Scenario = {
   summary: 'agent → user text.delta latency through the relay vs a bare ws forwarder, with integrity',
   configure(cmd: Command) {
     cmd
-      .option('--sessions <n>', 'sessions (an agent and a user each)', number(1, 2000, true), 10)
-      .option('--rate <n>', 'tokens per second per session', number(0.1, 2000, false), 50)
-      .option('--duration <s>', 'measured seconds', number(0.1, 3600, false), 10)
-      .option('--warmup <s>', 'seconds sent but not measured, first', number(0, 600, false), 1)
-      .option('--drain <s>', 'longest wait for undelivered tokens at the end', number(0.1, 120, false), 5)
+      .option('--sessions <n>', 'sessions (an agent and a user each)', whole(1, 2000), 10)
+      .option('--rate <n>', 'tokens per second per session', decimal(0.1, 2000), 50)
+      .option('--duration <s>', 'measured seconds', decimal(0.1, 3600), 10)
+      .option('--warmup <s>', 'seconds sent but not measured, first', decimal(0, 600), 1)
+      .option('--drain <s>', 'longest wait for undelivered tokens at the end', decimal(0.1, 120), 5)
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
       .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
