@@ -9,9 +9,9 @@ import { join } from 'node:path';
 
 /** System packages some suites need: what to look for, and the Debian package that provides it. */
 const REQUIREMENTS = [
-  // Filled in as suites that need them land, e.g.:
-  // { what: 'chromium', present: () => existsSync('/usr/bin/chromium'), apt: 'chromium' },
-  // { what: 'nats-server', present: () => onPath('nats-server'), apt: 'nats-server' },
+  { what: 'chromium', present: () => existsSync('/usr/bin/chromium'), apt: 'chromium' },
+  { what: 'nats-server', present: () => onPath('nats-server'), apt: 'nats-server' },
+  { what: 'espeak-ng', present: () => onPath('espeak-ng'), apt: 'espeak-ng' },
 ];
 
 function onPath(cmd) {
