@@ -36,6 +36,7 @@ program
   .option('--rtc-ice-host <addr...>', 'addresses WebRTC advertises, e.g. 127.0.0.1 (env LIFELINE_RTC_ICE_HOSTS, comma-separated)', env['LIFELINE_RTC_ICE_HOSTS']?.split(',').filter(Boolean))
   .option('--presence-grace-ms <n>', 'a lost device stays reconnecting this long before gone (env LIFELINE_PRESENCE_GRACE_MS)', int, envInt('LIFELINE_PRESENCE_GRACE_MS'))
   .option('--lease-ttl-ms <n>', 'an agent lease outlives its silent or lost connection this long (env LIFELINE_LEASE_TTL_MS)', int, envInt('LIFELINE_LEASE_TTL_MS'))
+  .option('--handoff-wait-ms <n>', 'a handoff waits this long for the worker it names, then any worker may take it (env LIFELINE_HANDOFF_WAIT_MS)', int, envInt('LIFELINE_HANDOFF_WAIT_MS'))
   .option('--no-presence-events', 'do not write presence changes into timelines (env LIFELINE_PRESENCE_EVENTS=0)')
   .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
   .action(async (o: Record<string, string | number | boolean | string[] | undefined>) => {
@@ -59,6 +60,7 @@ program
       ...(o['rtcIceHost'] !== undefined ? { rtcIceHosts: o['rtcIceHost'] as unknown as string[] } : {}),
       ...(o['presenceGraceMs'] !== undefined ? { presenceGraceMs: Number(o['presenceGraceMs']) } : {}),
       ...(o['leaseTtlMs'] !== undefined ? { leaseTtlMs: Number(o['leaseTtlMs']) } : {}),
+      ...(o['handoffWaitMs'] !== undefined ? { handoffWaitMs: Number(o['handoffWaitMs']) } : {}),
       presenceEvents: o['presenceEvents'] !== false && env['LIFELINE_PRESENCE_EVENTS'] !== '0',
     });
     const url = await relay.listen();

@@ -22,6 +22,8 @@ export const RelayConfigSchema = z.object({
   presenceGraceMs: z.number().int().min(0).max(600_000).default(5000),
   /** How long an agent's lease outlives its connection going silent or away (sub-second). */
   leaseTtlMs: z.number().int().min(50).max(600_000).default(500),
+  /** How long a handoff waits for the worker it names before any worker may take the session. */
+  handoffWaitMs: z.number().int().min(0).max(600_000).default(10_000),
   /** Write presence changes into session timelines (as `presence` events from the relay). */
   presenceEvents: z.boolean().default(true),
   /** Addresses WebRTC advertises and pairs; empty for every interface. */

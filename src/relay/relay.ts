@@ -85,6 +85,8 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
   });
   const workers = new WorkerPool({
     authorize: (req) => auth.claims(req),
+    handoffWaitMs: config.handoffWaitMs,
+    onHandoffTimeout: (a) => log.warn({ session: a.sessionId, role: a.role, to: a.to }, 'handoff target did not come; offering the session to any worker'),
     onAssign: (a, worker) => log.info({ session: a.sessionId, role: a.role, reason: a.reason, worker }, 'session assigned'),
   });
   const leases = new LeaseManager(store, {

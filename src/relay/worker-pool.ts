@@ -16,6 +16,11 @@ interface Assignment {
   context?: Json | undefined;
 }
 
+interface Queued extends Assignment {
+  /** Ends the wait for the named worker `to` (after handoffWaitMs): any worker may take it then. */
+  waitTimer?: NodeJS.Timeout | undefined;
+}
+
 interface Worker {
   id: string;
   roles: Set<string>;
@@ -27,19 +32,28 @@ interface Worker {
 
 export interface WorkerPoolOptions {
   authorize: (req: FastifyRequest) => Promise<TokenClaims>;
+  /**
+   * How long a handoff waits for the worker it names to register or have room (ms). After that
+   * the session goes to any worker with the role, so a handoff to a worker that never comes does
+   * not leave the session without an agent. Default 10 s.
+   */
+  handoffWaitMs?: number;
   onAssign?: (a: Assignment, worker: string) => void;
+  /** A handoff's named worker did not come in time; the session is offered to every worker. */
+  onHandoffTimeout?: (a: Assignment) => void;
 }
 
 /**
  * Agent workers register here (`GET /v1/workers/ws` with an agent token for every session) and
  * are handed sessions: when a session is created with an agent role, when a lease expires (its
  * holder died), and on handoff. The least loaded worker with room takes each; assignments wait
- * in a queue until one has room.
+ * in a queue until one has room. A handoff to a named worker waits for that worker at most
+ * `handoffWaitMs`, then goes to any worker with the role.
  */
 export class WorkerPool {
   readonly #opts: WorkerPoolOptions;
   readonly #workers = new Map<string, Worker>();
-  readonly #queue: Assignment[] = [];
+  readonly #queue: Queued[] = [];
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
@@ -108,8 +122,19 @@ export class WorkerPool {
 
   /** Hands `role` of a session to a worker (`to` if it is registered), or queues it. */
   assign(a: Assignment): void {
-    this.#queue.push(a);
+    const q: Queued = { ...a };
+    this.#queue.push(q);
     this.#drain();
+    if (q.to !== undefined && this.#queue.includes(q)) {
+      q.waitTimer = setTimeout(() => {
+        q.waitTimer = undefined;
+        if (!this.#queue.includes(q)) return;
+        this.#opts.onHandoffTimeout?.(q);
+        q.to = undefined;
+        this.#drain();
+      }, this.#opts.handoffWaitMs ?? 10_000);
+      q.waitTimer.unref();
+    }
   }
 
   /** A lease ended (released or expired): the worker has room again. */
@@ -120,7 +145,12 @@ export class WorkerPool {
 
   /** A session ended: drop its queued assignments and free the slots it held. */
   forgetSession(sessionId: string): void {
-    for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.sessionId === sessionId) this.#queue.splice(i, 1);
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const q = this.#queue[i]!;
+      if (q.sessionId !== sessionId) continue;
+      clearTimeout(q.waitTimer);
+      this.#queue.splice(i, 1);
+    }
     for (const w of this.#workers.values()) {
       for (const key of [...w.assigned]) if (key.startsWith(`${sessionId}\u0000`)) w.assigned.delete(key);
     }
@@ -136,6 +166,7 @@ export class WorkerPool {
         continue;
       }
       this.#queue.splice(i, 1);
+      clearTimeout(a.waitTimer);
       worker.assigned.add(`${a.sessionId}\u0000${a.role}`);
       worker.socket.send(
         encodeFrame({
@@ -175,6 +206,7 @@ export class WorkerPool {
   closeAll(): void {
     for (const w of this.#workers.values()) w.socket.close(1001, 'relay shutting down');
     this.#workers.clear();
+    for (const q of this.#queue) clearTimeout(q.waitTimer);
     this.#queue.length = 0;
   }
 }

@@ -82,4 +82,38 @@ describe('handoff between agents', () => {
     expect(order.indexOf('triage saw "first"')).toBeLessThan(order.indexOf('handoff'));
     expect(order.indexOf('handoff')).toBeLessThan(order.indexOf('specialist here'));
   });
+
+  it('a handoff to a worker that never registers goes to another worker after handoffWaitMs, with the context', async () => {
+    r = await startRelay({ leaseTtlMs: 300, handoffWaitMs: 300 });
+    const relay = r;
+    const jobs: { worker: string; job: AgentJob }[] = [];
+    const start = async (id: string, handle: (job: AgentJob) => Promise<void>): Promise<void> => {
+      const token = await mintToken(SECRET, { session: ANY_SESSION, participant: id, role: 'agent' });
+      const w = await AgentWorker.start({ url: relay.url, token, id, roles: ['assistant'], handle: async (job) => {
+        jobs.push({ worker: id, job });
+        await handle(job);
+      } });
+      closers.push(() => w.close());
+    };
+    await start('triage', async (job) => {
+      await job.handoff('ghost', { summary: 'for a worker that never comes' });
+    });
+    const res = await fetch(`${relay.url}/v1/sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${relay.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ agent: { role: 'assistant' } }),
+    });
+    const sid = ((await res.json()) as { id: string }).id;
+    await waitFor(() => jobs.some((j) => j.worker === 'triage'), { message: 'triage has the session' });
+    // While the handoff waits for "ghost", the session sits in the queue.
+    await waitFor(() => relay.relay.workers.queued === 1, { message: 'handoff queued for ghost' });
+    await start('backup', async () => {});
+    await waitFor(() => jobs.some((j) => j.worker === 'backup'), { message: 'backup takes the session once the wait is over' });
+    const taken = jobs.find((j) => j.worker === 'backup')!.job;
+    expect(taken.sessionId).toBe(sid);
+    expect(taken.reason).toBe('handoff');
+    expect(taken.from).toBe('triage');
+    expect(taken.context).toEqual({ summary: 'for a worker that never comes' });
+    expect(relay.relay.workers.queued).toBe(0);
+  });
 });
