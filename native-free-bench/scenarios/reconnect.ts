@@ -74,9 +74,12 @@ async function runMethod(relay: RelayUnderTest, method: Method, rtt: number, cfg
     agent = await connect({ url: relay.url, token: await relay.token(session, 'agent', 'agent'), resume: 'now' });
     const states: StateChange[] = [];
     user.on('state', (c) => states.push({ ...c, at: nowMs() }));
-    let lastEventAt = 0;
+    // The first event delivered after the path came back (not the latest: a backlog follows it).
+    let restoredAt = Infinity;
+    let firstAfterRestore = 0;
     user.on('event', (e) => {
-      lastEventAt = nowMs();
+      const at = nowMs();
+      if (firstAfterRestore === 0 && at > restoredAt) firstAfterRestore = at;
       if (e.kind === 'text.delta') integrity.delivered(stream, (e.data as { n: number }).n);
     });
     // The agent streams for the whole run, at `rate` tokens/s.
@@ -102,13 +105,16 @@ async function runMethod(relay: RelayUnderTest, method: Method, rtt: number, cfg
       const restoreAt = Math.max(start + cfg.blackholeMs, detected + 50);
       await sleep(Math.max(0, restoreAt - nowMs()), ctx.signal);
       if (cfg.mode === 'switch') await net.pathSwitch();
+      firstAfterRestore = 0;
       const restored = nowMs();
+      restoredAt = restored;
       net.blackhole(false);
-      const healed = await waitUntil(() => lastEventAt > restored, 10_000, ctx.signal, 1);
+      const healed = await waitUntil(() => firstAfterRestore > 0, 10_000, ctx.signal, 1);
+      restoredAt = Infinity;
       if (!healed) {
         result.failures++;
       } else {
-        result.restart.recordMs(lastEventAt - restored);
+        result.restart.recordMs(firstAfterRestore - restored);
       }
       await nextState(states, start, (c) => c.state === 'restarted' || c.state === 'resumed', 10_000, ctx.signal);
       if (states.some((c) => c.at >= start && c.state === 'resumed')) result.fullReconnects++;
