@@ -27,6 +27,10 @@ export const ERROR_CODES = {
   NOT_LEASE_HOLDER: { status: 403, close: 4403, message: 'this connection does not hold that lease' },
   CONNECTION_NOT_FOUND: { status: 404, close: 4404, message: 'no such connection' },
   BAD_SDP: { status: 400, close: 4400, message: 'SDP offer is malformed or unusable' },
+  STREAM_CLOSED: { status: 409, close: 4409, message: 'the stream is closed; nothing more can be appended' },
+  STREAM_SEQ_CONFLICT: { status: 409, close: 4409, message: 'Stream-Seq does not sort after the last one' },
+  CONTENT_TYPE_MISMATCH: { status: 409, close: 4409, message: 'content type or configuration differs from the stream' },
+  SESSION_GONE: { status: 410, close: 4410, message: 'session was deleted; forks still name it' },
   INTERNAL: { status: 500, close: 4500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; close: number; message: string }>;
 

@@ -21,6 +21,7 @@ export const FINAL_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'FORBIDDEN',
   'SESSION_NOT_FOUND',
   'SESSION_EXPIRED',
+  'SESSION_GONE',
   'STALE_EPOCH',
 ]);
 

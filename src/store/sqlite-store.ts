@@ -3,7 +3,7 @@ import type { Database as Db, Statement } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LifelineError } from '../protocol/index.js';
-import type { EventKind, Json, ProducerState, Role } from '../protocol/index.js';
+import type { EventKind, Json, ProducerRef, ProducerState, Role } from '../protocol/index.js';
 import { judgeProducer } from './producer-rules.js';
 import { leaseProducerId } from './store.js';
 import type { AppendEntry, AppendOutcome, LeaseRecord, SessionRecord, Store, StoredEvent } from './store.js';
@@ -83,7 +83,20 @@ interface SessionRow {
   metadata: string;
   idle_ttl_ms: number | null;
   last_active: number | null;
+  content_type: string | null;
+  forked_from: string | null;
+  closed: number | null;
+  deleted_at: number | null;
 }
+
+/** A session's append-relevant state inside one append transaction. */
+interface AppendState {
+  head: number;
+  closed: boolean;
+  streamSeq: string | null;
+}
+
+const SESSION_COLUMNS = 'id, created_at, expires_at, metadata, idle_ttl_ms, last_active, content_type, forked_from, closed, deleted_at';
 
 function toRecord(row: SessionRow): SessionRecord {
   return {
@@ -93,6 +106,11 @@ function toRecord(row: SessionRow): SessionRecord {
     metadata: JSON.parse(row.metadata) as Record<string, Json>,
     idleTtlMs: row.idle_ttl_ms,
     lastActiveAt: row.last_active ?? row.created_at,
+    // Durable Streams fields only when set, so plain sessions look as they always did.
+    ...(row.content_type !== null ? { contentType: row.content_type } : {}),
+    ...(row.forked_from !== null ? { forkedFrom: row.forked_from } : {}),
+    ...(row.closed === 1 ? { closed: true } : {}),
+    ...(row.deleted_at !== null ? { deletedAt: row.deleted_at } : {}),
   };
 }
 
@@ -126,7 +144,14 @@ export class SqliteStore implements Store {
     deleteSession: Statement;
     expired: Statement<[number, number, number], { id: string }>;
     head: Statement<[string], { head: number }>;
+    appendState: Statement<[string], { head: number; closed: number; stream_seq: string | null; deleted_at: number | null }>;
     setHead: Statement;
+    setAppendState: Statement;
+    close: Statement;
+    touch: Statement;
+    tombstone: Statement;
+    forkCount: Statement<[string], { n: number }>;
+    copyEvents: Statement;
     producer: Statement<[string, string], { epoch: number; seq: number }>;
     setProducer: Statement;
     origin: Statement<[string, string, number, number], { seq: number }>;
@@ -142,6 +167,8 @@ export class SqliteStore implements Store {
   };
   readonly #claimTx: (sessionId: string, role: string, holder: string, expectedEpoch: number) => LeaseRecord | undefined;
   readonly #appendTx: (entries: readonly AppendEntry[]) => AppendOutcome[];
+  readonly #closeTx: (sessionId: string, producer: ProducerRef | undefined, at: number) => AppendOutcome;
+  readonly #forkTx: (record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined) => void;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.path = path;
@@ -155,11 +182,20 @@ export class SqliteStore implements Store {
     const columns = new Set((this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((c) => c.name));
     if (!columns.has('idle_ttl_ms')) this.#db.exec('ALTER TABLE sessions ADD COLUMN idle_ttl_ms INTEGER');
     if (!columns.has('last_active')) this.#db.exec('ALTER TABLE sessions ADD COLUMN last_active INTEGER');
+    // Durable Streams (HTTP transport): content type, forks, closure, soft delete, writer seq.
+    if (!columns.has('content_type')) this.#db.exec('ALTER TABLE sessions ADD COLUMN content_type TEXT');
+    if (!columns.has('forked_from')) this.#db.exec('ALTER TABLE sessions ADD COLUMN forked_from TEXT');
+    if (!columns.has('closed')) this.#db.exec('ALTER TABLE sessions ADD COLUMN closed INTEGER NOT NULL DEFAULT 0');
+    if (!columns.has('deleted_at')) this.#db.exec('ALTER TABLE sessions ADD COLUMN deleted_at INTEGER');
+    if (!columns.has('stream_seq')) this.#db.exec('ALTER TABLE sessions ADD COLUMN stream_seq TEXT');
+    this.#db.exec('CREATE INDEX IF NOT EXISTS sessions_forks ON sessions(forked_from) WHERE forked_from IS NOT NULL');
     const db = this.#db;
     this.#stmt = {
-      insertSession: db.prepare('INSERT INTO sessions (id, created_at, expires_at, metadata, idle_ttl_ms, last_active) VALUES (?, ?, ?, ?, ?, ?)'),
-      getSession: db.prepare('SELECT id, created_at, expires_at, metadata, idle_ttl_ms, last_active FROM sessions WHERE id = ?'),
-      listSessions: db.prepare('SELECT id, created_at, expires_at, metadata, idle_ttl_ms, last_active FROM sessions WHERE id > ? ORDER BY id LIMIT ?'),
+      insertSession: db.prepare(
+        'INSERT INTO sessions (id, created_at, expires_at, metadata, idle_ttl_ms, last_active, content_type, forked_from, head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      getSession: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ?`),
+      listSessions: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id > ? ORDER BY id LIMIT ?`),
       deleteEvents: db.prepare('DELETE FROM events WHERE session = ?'),
       deleteProducers: db.prepare('DELETE FROM producers WHERE session = ?'),
       deleteSession: db.prepare('DELETE FROM sessions WHERE id = ?'),
@@ -168,6 +204,15 @@ export class SqliteStore implements Store {
       ),
       head: db.prepare('SELECT head FROM sessions WHERE id = ?'),
       setHead: db.prepare('UPDATE sessions SET head = ?, last_active = ? WHERE id = ?'),
+      appendState: db.prepare('SELECT head, closed, stream_seq, deleted_at FROM sessions WHERE id = ?'),
+      setAppendState: db.prepare('UPDATE sessions SET head = ?, last_active = ?, closed = ?, stream_seq = ? WHERE id = ?'),
+      close: db.prepare('UPDATE sessions SET closed = 1, last_active = max(coalesce(last_active, 0), ?) WHERE id = ?'),
+      touch: db.prepare('UPDATE sessions SET last_active = max(coalesce(last_active, 0), ?) WHERE id = ? AND deleted_at IS NULL'),
+      tombstone: db.prepare('UPDATE sessions SET deleted_at = ?, head = 0 WHERE id = ? AND deleted_at IS NULL'),
+      forkCount: db.prepare('SELECT count(*) AS n FROM sessions WHERE forked_from = ?'),
+      copyEvents: db.prepare(
+        'INSERT INTO events (session, seq, ts, participant, device, role, kind, track, data, bin) SELECT ?, seq, ts, participant, device, role, kind, track, data, bin FROM events WHERE session = ? AND seq <= ?',
+      ),
       producer: db.prepare('SELECT epoch, seq FROM producers WHERE session = ? AND id = ?'),
       setProducer: db.prepare(
         'INSERT INTO producers (session, id, epoch, seq) VALUES (?, ?, ?, ?) ON CONFLICT (session, id) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq',
@@ -201,33 +246,107 @@ export class SqliteStore implements Store {
       return { sessionId, role, holder, epoch };
     }).immediate as unknown as (sessionId: string, role: string, holder: string, expectedEpoch: number) => LeaseRecord | undefined;
     this.#appendTx = db.transaction((entries: readonly AppendEntry[]) => {
-      const heads = new Map<string, number>();
-      const out = entries.map((entry) => this.#appendOne(entry, heads));
+      const states = new Map<string, AppendState | null>();
+      const out = entries.map((entry) => this.#appendOne(entry, states));
       const ts = entries[entries.length - 1]?.event.ts ?? Date.now();
-      for (const [id, head] of heads) this.#stmt.setHead.run(head, ts, id);
+      for (const [id, st] of states) if (st) this.#stmt.setAppendState.run(st.head, ts, st.closed ? 1 : 0, st.streamSeq, id);
       return out;
     }).immediate as unknown as (entries: readonly AppendEntry[]) => AppendOutcome[];
+    this.#closeTx = db.transaction((sessionId: string, producer: ProducerRef | undefined, at: number) => this.#close(sessionId, producer, at))
+      .immediate as unknown as (sessionId: string, producer: ProducerRef | undefined, at: number) => AppendOutcome;
+    this.#forkTx = db.transaction((record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined) =>
+      this.#fork(record, sourceId, uptoSeq, tail),
+    ).immediate as unknown as (record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined) => void;
   }
 
-  #appendOne(entry: AppendEntry, heads: Map<string, number>): AppendOutcome {
+  /** The append state of a session within this transaction; null for unknown or tombstoned ones. */
+  #state(sid: string, states: Map<string, AppendState | null>): AppendState | null {
+    let st = states.get(sid);
+    if (st === undefined) {
+      const row = this.#stmt.appendState.get(sid);
+      st = row && row.deleted_at === null ? { head: row.head, closed: row.closed === 1, streamSeq: row.stream_seq } : null;
+      states.set(sid, st);
+    }
+    return st;
+  }
+
+  /** Producer rules: an outcome for a rejected or retried write, undefined when it may go ahead. */
+  #judge(sid: string, ref: ProducerRef, head: number): AppendOutcome | undefined {
+    const row = this.#stmt.producer.get(sid, ref.id);
+    const current: ProducerState | undefined = row && { id: ref.id, epoch: row.epoch, seq: row.seq };
+    const verdict = judgeProducer(current, ref);
+    if (verdict.action === 'reject') return { status: 'rejected', code: verdict.code, current };
+    if (verdict.action === 'duplicate') {
+      const origin = this.#stmt.origin.get(sid, ref.id, ref.epoch, ref.seq);
+      if (origin) return { status: 'duplicate', seq: origin.seq };
+      // A close-only write has no event; nothing can follow a close, so its position is the head.
+      if (this.#stmt.appendState.get(sid)?.closed === 1) return { status: 'duplicate', seq: head };
+      throw new LifelineError('INTERNAL', 'retried append has no recorded origin');
+    }
+    return undefined;
+  }
+
+  #close(sessionId: string, producer: ProducerRef | undefined, at: number): AppendOutcome {
+    const row = this.#stmt.appendState.get(sessionId);
+    if (!row || row.deleted_at !== null) return { status: 'rejected', code: 'SESSION_NOT_FOUND' };
+    if (producer) {
+      const early = this.#judge(sessionId, producer, row.head);
+      if (early) return early;
+      if (row.closed === 1) return { status: 'rejected', code: 'STREAM_CLOSED' };
+      this.#stmt.setProducer.run(sessionId, producer.id, producer.epoch, producer.seq);
+    } else if (row.closed === 1) {
+      return { status: 'duplicate', seq: row.head };
+    }
+    this.#stmt.close.run(at, sessionId);
+    return { status: 'appended', seq: row.head };
+  }
+
+  #fork(record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined): void {
+    const source = this.#stmt.appendState.get(sourceId);
+    if (!source || source.deleted_at !== null) throw new LifelineError('SESSION_NOT_FOUND', `no session ${sourceId}`);
+    if (!Number.isSafeInteger(uptoSeq) || uptoSeq < 0 || uptoSeq > source.head) throw new LifelineError('OFFSET_OUT_OF_RANGE');
+    try {
+      this.#insertSession({ ...record, forkedFrom: sourceId }, uptoSeq + (tail ? 1 : 0));
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new LifelineError('SESSION_EXISTS');
+      throw err;
+    }
+    this.#stmt.copyEvents.run(record.id, sourceId, uptoSeq);
+    if (tail) {
+      this.#stmt.insertEvent.run(
+        record.id,
+        uptoSeq + 1,
+        tail.ts,
+        tail.from.participant,
+        tail.from.device,
+        tail.from.role,
+        tail.kind,
+        tail.track ?? null,
+        JSON.stringify(tail.data),
+        tail.bin ?? null,
+        null,
+        null,
+        null,
+      );
+    }
+  }
+
+  #appendOne(entry: AppendEntry, states: Map<string, AppendState | null>): AppendOutcome {
     const { sessionId: sid, producer: ref, event } = entry;
-    let head = heads.get(sid);
-    if (head === undefined) {
-      head = this.#stmt.head.get(sid)?.head;
-      if (head === undefined) return { status: 'rejected', code: 'SESSION_NOT_FOUND' };
-    }
+    const st = this.#state(sid, states);
+    if (!st) return { status: 'rejected', code: 'SESSION_NOT_FOUND' };
     if (ref) {
-      const row = this.#stmt.producer.get(sid, ref.id);
-      const current: ProducerState | undefined = row && { id: ref.id, epoch: row.epoch, seq: row.seq };
-      const verdict = judgeProducer(current, ref);
-      if (verdict.action === 'reject') return { status: 'rejected', code: verdict.code, current };
-      if (verdict.action === 'duplicate') {
-        const origin = this.#stmt.origin.get(sid, ref.id, ref.epoch, ref.seq);
-        if (!origin) throw new LifelineError('INTERNAL', 'retried append has no recorded origin');
-        return { status: 'duplicate', seq: origin.seq };
-      }
-      this.#stmt.setProducer.run(sid, ref.id, ref.epoch, ref.seq);
+      const early = this.#judge(sid, ref, st.head);
+      if (early) return early;
     }
+    if (st.closed) return { status: 'rejected', code: 'STREAM_CLOSED' };
+    if (entry.streamSeq !== undefined) {
+      if (st.streamSeq !== null && entry.streamSeq <= st.streamSeq) return { status: 'rejected', code: 'STREAM_SEQ_CONFLICT' };
+      st.streamSeq = entry.streamSeq;
+    }
+    if (ref) this.#stmt.setProducer.run(sid, ref.id, ref.epoch, ref.seq);
+    if (entry.close) st.closed = true;
+    const head = st.head;
     const seq = head + 1;
     this.#stmt.insertEvent.run(
       sid,
@@ -244,17 +363,57 @@ export class SqliteStore implements Store {
       ref?.epoch ?? null,
       ref?.seq ?? null,
     );
-    heads.set(sid, seq);
+    st.head = seq;
     return { status: 'appended', seq };
   }
 
   async createSession(record: SessionRecord): Promise<void> {
     try {
-      this.#stmt.insertSession.run(record.id, record.createdAt, record.expiresAt, JSON.stringify(record.metadata), record.idleTtlMs ?? null, record.createdAt);
+      this.#insertSession(record, 0);
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new LifelineError('SESSION_EXISTS');
       throw err;
     }
+  }
+
+  #insertSession(record: SessionRecord, head: number): void {
+    this.#stmt.insertSession.run(
+      record.id,
+      record.createdAt,
+      record.expiresAt,
+      JSON.stringify(record.metadata),
+      record.idleTtlMs ?? null,
+      record.createdAt,
+      record.contentType ?? null,
+      record.forkedFrom ?? null,
+      head,
+    );
+  }
+
+  async closeSession(sessionId: string, producer: ProducerRef | undefined, at: number): Promise<AppendOutcome> {
+    return this.#closeTx(sessionId, producer, at);
+  }
+
+  async forkSession(record: SessionRecord, sourceId: string, uptoSeq: number, tail?: Omit<StoredEvent, 'seq'>): Promise<void> {
+    this.#forkTx(record, sourceId, uptoSeq, tail);
+  }
+
+  async forkCount(id: string): Promise<number> {
+    return this.#stmt.forkCount.get(id)?.n ?? 0;
+  }
+
+  async tombstoneSession(id: string, at: number): Promise<boolean> {
+    return this.#db.transaction(() => {
+      this.#stmt.deleteEvents.run(id);
+      this.#stmt.deleteProducers.run(id);
+      this.#stmt.deleteLeases.run(id);
+      this.#stmt.deleteCursors.run(id);
+      return this.#stmt.tombstone.run(at, id).changes > 0;
+    })();
+  }
+
+  async touchSession(id: string, at: number): Promise<void> {
+    this.#stmt.touch.run(at, id);
   }
 
   async getSession(id: string): Promise<SessionRecord | undefined> {

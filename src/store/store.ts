@@ -11,6 +11,20 @@ export interface SessionRecord {
   /** Time of the newest event (or of creation); kept by the store. */
   lastActiveAt?: number;
   metadata: Record<string, Json>;
+  /**
+   * Durable Streams content type of a stream created over HTTP (`text/plain`, `application/json`, …);
+   * absent or null for sessions made by the session API (read over HTTP as JSON events).
+   */
+  contentType?: string | null;
+  /** The session this one was forked from (copy of its history up to an offset); null otherwise. */
+  forkedFrom?: string | null;
+  /** Kept by the store: the timeline is closed and refuses appends (STREAM_CLOSED). */
+  closed?: boolean;
+  /**
+   * Kept by the store: when the session was deleted while forks still named it as their source
+   * (`tombstoneSession`). Its timeline is gone; the record stays so the id is not reused.
+   */
+  deletedAt?: number | null;
 }
 
 /** An event as the store keeps it: the timeline's sequence number instead of the wire offset. */
@@ -29,9 +43,18 @@ export interface AppendEntry {
   /** Idempotent-producer coordinates. Absent only for events the relay itself writes. */
   producer?: ProducerRef | undefined;
   event: Omit<StoredEvent, 'seq'>;
+  /**
+   * Durable Streams writer coordination (`Stream-Seq`): must sort (by UTF-16 code units, i.e.
+   * byte order for ASCII) after the last streamSeq accepted for this session, else the entry is
+   * rejected with STREAM_SEQ_CONFLICT. Checked after the producer rules, so a producer's retry is
+   * still answered `duplicate`.
+   */
+  streamSeq?: string | undefined;
+  /** Close the timeline in the same transaction, right after this entry's event. */
+  close?: boolean | undefined;
 }
 
-export type RejectCode = 'STALE_EPOCH' | 'SEQUENCE_GAP' | 'BAD_EPOCH_START' | 'SESSION_NOT_FOUND';
+export type RejectCode = 'STALE_EPOCH' | 'SEQUENCE_GAP' | 'BAD_EPOCH_START' | 'SESSION_NOT_FOUND' | 'STREAM_CLOSED' | 'STREAM_SEQ_CONFLICT';
 
 export type AppendOutcome =
   | { status: 'appended'; seq: number }
@@ -102,6 +125,34 @@ export interface Store {
   claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined>;
   /** Clears the holder if it still holds `epoch`; the epoch stays. Returns false otherwise. */
   releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean>;
+
+  /**
+   * Closes the timeline without an event (a Durable Streams close-only POST), atomically with the
+   * producer's state when `producer` is given. Order of checks as in `append`: producer rules
+   * first (a retry is `duplicate`, a stale epoch `rejected`), then an already closed timeline:
+   * `duplicate` without a producer (closing is idempotent), STREAM_CLOSED with one. The outcome's
+   * seq is the head. Counts as activity (lastActiveAt). A retried close-only producer write is
+   * answered with the head, since nothing can follow a close.
+   */
+  closeSession(sessionId: string, producer: ProducerRef | undefined, at: number): Promise<AppendOutcome>;
+  /**
+   * Creates `record` (a fork of `sourceId`) whose timeline starts as a copy of the source's events
+   * 1..uptoSeq (same seqs, ts, origins, data), followed by `tail` as event uptoSeq + 1 when given
+   * (a part of the source's next event: a fork inside an append). Producer state, cursors and
+   * leases are not copied; the fork is open. Throws SESSION_EXISTS, SESSION_NOT_FOUND (no source,
+   * or a tombstone), OFFSET_OUT_OF_RANGE (uptoSeq beyond the source's head).
+   */
+  forkSession(record: SessionRecord, sourceId: string, uptoSeq: number, tail?: Omit<StoredEvent, 'seq'>): Promise<void>;
+  /** Number of sessions (tombstones included) whose forkedFrom is `id`. */
+  forkCount(id: string): Promise<number>;
+  /**
+   * Deletes the session's timeline, producers, leases and cursors but keeps its record with
+   * `deletedAt` set (the Durable Streams soft delete of a stream that forks still name). Appends
+   * are refused with SESSION_NOT_FOUND. Returns false if the session did not exist.
+   */
+  tombstoneSession(id: string, at: number): Promise<boolean>;
+  /** Records activity without an event (a read renews an idle TTL). No-op for unknown sessions. */
+  touchSession(id: string, at: number): Promise<void>;
 
   /** Records that `consumer` has fully handled everything up to `seq` (never moves back). */
   commitCursor(sessionId: string, consumer: string, seq: number): Promise<void>;

@@ -1,4 +1,5 @@
 import type { AppendEntry, AppendOutcome, Store } from '../store/index.js';
+import { hasPipelinedAppends } from './store-capabilities.js';
 
 interface Pending {
   entries: readonly AppendEntry[];
@@ -20,6 +21,8 @@ export class GroupCommitter {
   #running = false;
   #scheduled = false;
   #idle: (() => void)[] = [];
+  /** Submissions handed straight to a pipelining store and not yet answered. */
+  #inFlight = 0;
 
   constructor(
     store: Store,
@@ -37,6 +40,7 @@ export class GroupCommitter {
   }
 
   submit(entries: readonly AppendEntry[]): Promise<AppendOutcome[]> {
+    if (hasPipelinedAppends(this.#store)) return this.#direct(entries);
     return new Promise((resolve, reject) => {
       this.#queue.push({ entries, resolve, reject });
       this.#queued += entries.length;
@@ -44,9 +48,33 @@ export class GroupCommitter {
     });
   }
 
+  /**
+   * A store that batches per session itself (e.g. NATS: one publish in flight per session, what
+   * arrives meanwhile rides the next) gets every submission at once: one slow session — an audio
+   * track waiting to fill a publish — never holds up the others. Per-session order is the store's.
+   */
+  async #direct(entries: readonly AppendEntry[]): Promise<AppendOutcome[]> {
+    this.#queued += entries.length;
+    this.#inFlight++;
+    const started = performance.now();
+    try {
+      const outcomes = await this.#store.append(entries);
+      this.#onCommitted(entries, outcomes, performance.now() - started);
+      return outcomes;
+    } finally {
+      this.#queued -= entries.length;
+      this.#inFlight--;
+      if (this.#inFlight === 0 && !this.#running && this.#queue.length === 0) {
+        const idle = this.#idle;
+        this.#idle = [];
+        for (const done of idle) done();
+      }
+    }
+  }
+
   /** Resolves once everything submitted so far has been committed (or failed). */
   drain(): Promise<void> {
-    if (!this.#running && this.#queue.length === 0) return Promise.resolve();
+    if (!this.#running && this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 

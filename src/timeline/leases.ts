@@ -1,6 +1,12 @@
 import { LifelineError, formatOffset } from '../protocol/index.js';
 import { leaseProducerId } from '../store/index.js';
 import type { LeaseRecord, Store } from '../store/index.js';
+import { hasClusterLiveness } from './store-capabilities.js';
+
+/** The live-record scope of a session's role lease. */
+function leaseScope(sessionId: string, role: string): string {
+  return `lease/${sessionId}/${role}`;
+}
 
 export interface LeaseOptions {
   /** How long a lease outlives its holder's connection going silent or away (ms). */
@@ -78,6 +84,13 @@ export class LeaseManager {
       }
       record = stored;
     } else {
+      // Held by a live connection on another relay node (a cluster store knows): held.
+      if (stored?.holder && stored.holder !== holder && hasClusterLiveness(this.#store)) {
+        const elsewhere = await this.#store.liveElsewhere(leaseScope(sessionId, role));
+        if (elsewhere.some((r) => (r.value as { epoch?: unknown } | null)?.epoch === stored.epoch)) {
+          throw new LifelineError('LEASE_HELD', `role ${role} is held by ${stored.holder} at epoch ${stored.epoch} on another relay node`);
+        }
+      }
       const granted = await this.#store.claimLease(sessionId, role, holder, stored?.epoch ?? 0);
       if (!granted) throw new LifelineError('LEASE_HELD', `role ${role} was claimed concurrently`);
       record = granted;
@@ -85,6 +98,7 @@ export class LeaseManager {
     const current = this.#live.get(key);
     clearTimeout(current?.timer);
     this.#live.set(key, { record, conn, timer: undefined, expired: false });
+    this.#announce(record, true);
     const cursor = await this.#store.cursor(sessionId, leaseProducerId(role));
     return { lease: { ...record }, cursor: formatOffset(cursor) };
   }
@@ -120,7 +134,14 @@ export class LeaseManager {
     }
   }
 
+  /** With a cluster store: tells the other relay nodes whether this node holds the lease live. */
+  #announce(record: LeaseRecord, held: boolean): void {
+    if (!hasClusterLiveness(this.#store)) return;
+    this.#store.setLive(leaseScope(record.sessionId, record.role), held ? { holder: record.holder, epoch: record.epoch } : undefined);
+  }
+
   #expire(live: LiveLease): void {
+    this.#announce(live.record, false);
     live.timer = undefined;
     live.conn = undefined;
     live.expired = true;
@@ -134,6 +155,7 @@ export class LeaseManager {
     if (!live || live.conn !== conn) throw new LifelineError('NOT_LEASE_HOLDER', `this connection does not hold ${role}`);
     clearTimeout(live.timer);
     this.#live.delete(key);
+    this.#announce(live.record, false);
     await this.#store.releaseLease(sessionId, role, live.record.holder ?? '', live.record.epoch);
     return { ...live.record };
   }
@@ -150,6 +172,7 @@ export class LeaseManager {
       if (!key.startsWith(`${sessionId}\u0000`)) continue;
       clearTimeout(live.timer);
       this.#live.delete(key);
+      this.#announce(live.record, false);
     }
   }
 

@@ -15,6 +15,7 @@ export class LiveSession {
   #ringCount = 0;
   #waiters = new Set<() => void>();
   #closed: LifelineError | undefined;
+  #streamClosed = false;
   readers = 0;
 
   constructor(id: string, head: number, ringSize: number) {
@@ -26,6 +27,18 @@ export class LiveSession {
 
   get closedWith(): LifelineError | undefined {
     return this.#closed;
+  }
+
+  /** The timeline is closed (Durable Streams closure): nothing will follow the head. */
+  get streamClosed(): boolean {
+    return this.#streamClosed;
+  }
+
+  /** Marks the timeline closed and wakes every waiting reader (they drain, then stop waiting). */
+  markClosed(): void {
+    if (this.#streamClosed) return;
+    this.#streamClosed = true;
+    this.#wake();
   }
 
   /** Adds events committed in order (seq = head + 1, …) and wakes every waiting reader. */

@@ -1,5 +1,18 @@
 import type { DeviceState, Json, Origin, PresenceChange, Role } from '../protocol/index.js';
+import { hasClusterLiveness } from './store-capabilities.js';
 import type { Timeline } from './timeline.js';
+
+/** A device connected to another relay node, as that node publishes it. */
+export interface RemoteDevice {
+  participant: string;
+  device: string;
+  role: Role;
+  state: DeviceState;
+}
+
+function presenceScope(sessionId: string): string {
+  return `presence/${sessionId}`;
+}
 
 export interface DevicePresence {
   device: string;
@@ -102,18 +115,45 @@ export class PresenceTracker {
     this.#update(sessionId, d, clean ? 'connection closed' : 'link lost');
   }
 
+  /**
+   * Who is in the session now across every relay node (with a cluster store: other nodes publish
+   * their devices as live records); on one node, the same as view().
+   */
+  async clusterView(sessionId: string): Promise<ParticipantPresence[]> {
+    const store = this.#timeline.store;
+    if (!hasClusterLiveness(store)) return this.view(sessionId);
+    const remote: RemoteDevice[] = [];
+    for (const r of await store.liveElsewhere(presenceScope(sessionId))) if (Array.isArray(r.value)) remote.push(...(r.value as unknown as RemoteDevice[]));
+    return this.view(sessionId, remote);
+  }
+
   /** Who is in the session now (devices that are gone are not listed). */
-  view(sessionId: string): ParticipantPresence[] {
+  view(sessionId: string, remote: readonly RemoteDevice[] = []): ParticipantPresence[] {
     const out = new Map<string, ParticipantPresence>();
-    for (const d of this.#sessions.get(sessionId)?.values() ?? []) {
+    for (const d of [...(this.#sessions.get(sessionId)?.values() ?? []), ...remote]) {
       if (d.state === 'gone') continue;
       const key = `${d.role}\u0000${d.participant}`;
       let p = out.get(key);
       if (!p) out.set(key, (p = { participant: d.participant, role: d.role, online: false, devices: [] }));
-      p.devices.push({ device: d.device, state: d.state });
+      // A device that moved to another node may be listed by both: connected wins.
+      const known = p.devices.find((x) => x.device === d.device);
+      if (known) {
+        if (d.state === 'connected') known.state = 'connected';
+      } else p.devices.push({ device: d.device, state: d.state });
       if (d.state === 'connected') p.online = true;
     }
     return [...out.values()];
+  }
+
+  /** With a cluster store: publishes this node's devices of the session for the other nodes. */
+  #announce(sessionId: string): void {
+    const store = this.#timeline.store;
+    if (!hasClusterLiveness(store)) return;
+    const devices: RemoteDevice[] = [];
+    for (const d of this.#sessions.get(sessionId)?.values() ?? []) {
+      if (d.state !== 'gone') devices.push({ participant: d.participant, device: d.device, role: d.role, state: d.state });
+    }
+    store.setLive(presenceScope(sessionId), devices.length > 0 ? (devices as unknown as Json) : undefined);
   }
 
   /** Forgets a session (deleted or expired) without writing anything. */
@@ -153,6 +193,7 @@ export class PresenceTracker {
     d.state = next;
     if (next === 'gone') this.#sessions.get(sessionId)?.delete(`${d.participant}\u0000${d.device}`);
     if (this.#closed) return;
+    this.#announce(sessionId);
     const online = this.#online(sessionId, d.participant, d.role);
     const change: PresenceChange = {
       participant: d.participant,

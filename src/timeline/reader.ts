@@ -54,10 +54,13 @@ export class TimelineReader {
 
   /**
    * The next events after the cursor, at most `max`, waiting until there is at least one.
-   * Returns an empty array when the reader was closed or moved while waiting.
+   * Returns an empty array when the reader was closed or moved while waiting, and — only with
+   * `endAtClose` — when it has read everything of a closed timeline (see `atClosedEnd`); without
+   * it a reader at the end of a closed timeline just keeps waiting, as for any quiet timeline.
    * Throws the session's LifelineError when the session ends (expired, deleted).
    */
-  async next(max: number): Promise<TimelineEvent[]> {
+  async next(max: number, opts: { endAtClose?: boolean } = {}): Promise<TimelineEvent[]> {
+    const endAtClose = opts.endAtClose === true;
     for (;;) {
       if (this.#closed) return [];
       const ended = this.#live.closedWith;
@@ -65,6 +68,7 @@ export class TimelineReader {
       const cursor = this.#cursor;
       const ring = this.#live.fromRing(cursor, max);
       if (ring && ring.length > 0) return this.#advance(cursor, ring);
+      if (endAtClose && ring !== undefined && this.#live.streamClosed) return [];
       // Arm the wake-up before looking at the store, so a publish in between is not missed.
       const wait = this.#live.waitForMore();
       this.#cancelWait = wait.cancel;
@@ -78,11 +82,25 @@ export class TimelineReader {
           wait.cancel();
           continue;
         }
+        if (endAtClose && this.#live.streamClosed && stored.length === 0) {
+          wait.cancel();
+          return [];
+        }
       }
       await wait.promise;
       this.#cancelWait = undefined;
       if (this.#cursor !== cursor) return [];
     }
+  }
+
+  /** True while the reader has handed out every event committed so far. */
+  get caughtUp(): boolean {
+    return this.#cursor >= this.#live.head;
+  }
+
+  /** True once the reader has every event of a closed timeline: next() will return [] at once. */
+  get atClosedEnd(): boolean {
+    return this.#live.streamClosed && this.#cursor >= this.#live.head;
   }
 
   #advance(from: number, events: TimelineEvent[]): TimelineEvent[] {

@@ -3,7 +3,9 @@ import type { EventBody, Json, Origin, ProducerRef, ProducerState, TimelineEvent
 import type { AppendEntry, AppendOutcome, SessionRecord, Store } from '../store/index.js';
 import { GroupCommitter } from './group-commit.js';
 import { LiveSession } from './live-session.js';
-import { TimelineReader, sessionEndedError } from './reader.js';
+import { TimelineReader, sessionEndedError, toTimelineEvent } from './reader.js';
+import { hasCommittedWatch } from './store-capabilities.js';
+import type { WatchHandle } from './store-capabilities.js';
 
 export interface TimelineOptions {
   /** Events kept in memory per session that someone is reading (default 1024). */
@@ -33,12 +35,25 @@ export interface CreateSessionOptions {
   /** Reclaimed after this long without a new event, in seconds; absent for never. */
   idleTtlSeconds?: number;
   metadata?: Record<string, Json>;
+  /** Absolute expiry (ms since the epoch); overrides ttlSeconds. */
+  expiresAt?: number;
+  /** Durable Streams content type of a stream created over HTTP. */
+  contentType?: string;
 }
 
 export interface AppendInput extends EventBody {
   from: Origin;
   producer?: ProducerRef | undefined;
+  /** Durable Streams `Stream-Seq` (writer coordination); see AppendEntry.streamSeq. */
+  streamSeq?: string | undefined;
+  /** Close the timeline atomically right after this event. */
+  close?: boolean | undefined;
 }
+
+/** The outcome of closing a timeline (see Store.closeSession). */
+export type CloseResult =
+  | { ok: true; head: number; duplicate: boolean }
+  | { ok: false; error: LifelineError; current?: ProducerState | undefined };
 
 export type AppendResult =
   | { ok: true; offset: string; duplicate: boolean; event?: TimelineEvent }
@@ -69,6 +84,7 @@ export class Timeline {
   readonly #committer: GroupCommitter;
   readonly #live = new Map<string, LiveSession>();
   readonly #records = new Map<string, SessionRecord>();
+  readonly #watches = new Map<LiveSession, WatchHandle>();
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -99,13 +115,85 @@ export class Timeline {
     const record: SessionRecord = {
       id: opts.id ?? randomId(),
       createdAt: now,
-      expiresAt: opts.ttlSeconds !== undefined ? now + Math.round(opts.ttlSeconds * 1000) : null,
+      expiresAt: opts.expiresAt ?? (opts.ttlSeconds !== undefined ? now + Math.round(opts.ttlSeconds * 1000) : null),
       idleTtlMs: opts.idleTtlSeconds !== undefined ? Math.round(opts.idleTtlSeconds * 1000) : null,
       metadata: opts.metadata ?? {},
+      ...(opts.contentType !== undefined ? { contentType: opts.contentType } : {}),
     };
     await this.store.createSession(record);
     this.#records.set(record.id, record);
     return record;
+  }
+
+  /**
+   * Creates a session whose timeline starts as a copy of `sourceId`'s events up to `uptoSeq`,
+   * plus `tail` (part of the next event) when given: a branch of the conversation ("regenerate
+   * from here"). See Store.forkSession.
+   */
+  async forkSession(opts: CreateSessionOptions & { id: string }, sourceId: string, uptoSeq: number, tail?: EventBody & { from: Origin; ts: number }): Promise<SessionRecord> {
+    this.#assertOpen();
+    const now = this.#now();
+    const record: SessionRecord = {
+      id: opts.id,
+      createdAt: now,
+      expiresAt: opts.expiresAt ?? (opts.ttlSeconds !== undefined ? now + Math.round(opts.ttlSeconds * 1000) : null),
+      idleTtlMs: opts.idleTtlSeconds !== undefined ? Math.round(opts.idleTtlSeconds * 1000) : null,
+      metadata: opts.metadata ?? {},
+      forkedFrom: sourceId,
+      ...(opts.contentType !== undefined ? { contentType: opts.contentType } : {}),
+    };
+    await this.store.forkSession(record, sourceId, uptoSeq, tail);
+    return record;
+  }
+
+  /**
+   * The session's record as the store has it now (closed, last activity, tombstone), undefined if
+   * it does not exist. Unlike session(), neither cached nor checked for expiry.
+   */
+  storedSession(id: string): Promise<SessionRecord | undefined> {
+    return this.store.getSession(id);
+  }
+
+  /** Events after `afterSeq`, at most `limit`, straight from the store (a catch-up read). */
+  async read(sessionId: string, afterSeq: number, limit: number): Promise<TimelineEvent[]> {
+    return (await this.store.read(sessionId, afterSeq, limit)).map(toTimelineEvent);
+  }
+
+  /** A read counts as activity: it renews an idle TTL. */
+  touch(id: string): Promise<void> {
+    return this.store.touchSession(id, this.#now());
+  }
+
+  /** Number of sessions forked from this one (tombstones included). */
+  forkCount(id: string): Promise<number> {
+    return this.store.forkCount(id);
+  }
+
+  /**
+   * Closes the timeline (no event): later appends are refused with STREAM_CLOSED and readers
+   * caught up at the head learn that nothing more will come.
+   */
+  async closeSession(sessionId: string, producer?: ProducerRef): Promise<CloseResult> {
+    this.#assertOpen();
+    await this.session(sessionId);
+    await this.#committer.drain(); // appends submitted before the close commit before it
+    const o = await this.store.closeSession(sessionId, producer, this.#now());
+    if (o.status === 'rejected') {
+      this.#observe(() => this.#observer.rejected?.(o.code));
+      return { ok: false, error: new LifelineError(o.code, undefined, { session: sessionId }), current: o.current };
+    }
+    this.#live.get(sessionId)?.markClosed();
+    return { ok: true, head: o.seq, duplicate: o.status === 'duplicate' };
+  }
+
+  /**
+   * Deletes the timeline but keeps the record as a tombstone (forks still name it): every later
+   * use of the id gets SESSION_GONE. Returns false if the session did not exist.
+   */
+  async tombstoneSession(id: string): Promise<boolean> {
+    this.#end(id, new LifelineError('SESSION_GONE', `session ${id} was deleted`));
+    this.#observe(() => this.#observer.sessionEnded?.(id, 'deleted'));
+    return this.store.tombstoneSession(id, this.#now());
   }
 
   /** The session's record; throws SESSION_NOT_FOUND or SESSION_EXPIRED. */
@@ -114,6 +202,7 @@ export class Timeline {
     if (!record) {
       record = await this.store.getSession(id);
       if (!record) throw new LifelineError('SESSION_NOT_FOUND', `no session ${id}`);
+      if (record.deletedAt) throw new LifelineError('SESSION_GONE', `session ${id} was deleted`);
       this.#records.set(id, record);
     }
     if (record.expiresAt !== null && record.expiresAt <= this.#now()) throw sessionEndedError(id, 'expired');
@@ -170,6 +259,8 @@ export class Timeline {
       sessionId,
       producer: i.producer,
       event: { ts, from: i.from, kind: i.kind, track: i.track, data: i.data, bin: i.bin },
+      ...(i.streamSeq !== undefined ? { streamSeq: i.streamSeq } : {}),
+      ...(i.close ? { close: true } : {}),
     }));
     const outcomes = await this.#committer.submit(entries);
     return outcomes.map((o) => this.#result(sessionId, o));
@@ -202,6 +293,7 @@ export class Timeline {
         data: event.data,
         ...(event.bin !== undefined ? { bin: event.bin } : {}),
       });
+      if (entry.close) live.markClosed();
     }
     this.#observe(() => this.#observer.committed?.(entries.length, appended, ms));
   }
@@ -234,8 +326,12 @@ export class Timeline {
     let live = this.#live.get(id);
     if (!live) {
       const head = (await this.store.head(id)) ?? 0;
-      live = this.#live.get(id) ?? new LiveSession(id, head, this.#ringSize);
+      const existing = this.#live.get(id);
+      live = existing ?? new LiveSession(id, head, this.#ringSize);
       this.#live.set(id, live);
+      if (!existing) this.#watch(live);
+      // A close committed before this live side existed was never announced to it.
+      if ((await this.store.getSession(id))?.closed) live.markClosed();
     }
     live.readers++;
     return live;
@@ -243,7 +339,34 @@ export class Timeline {
 
   #releaseLive(live: LiveSession): void {
     live.readers--;
-    if (live.readers <= 0 && this.#live.get(live.id) === live) this.#live.delete(live.id);
+    if (live.readers <= 0 && this.#live.get(live.id) === live) {
+      this.#live.delete(live.id);
+      this.#unwatch(live);
+    }
+  }
+
+  /**
+   * With a store shared by several relay nodes (one that can watch committed events), the live
+   * side also receives what other nodes commit — only once committed, in order; events this node
+   * already published are skipped by seq.
+   */
+  #watch(live: LiveSession): void {
+    if (!hasCommittedWatch(this.store)) return;
+    const handle = this.store.watchCommitted(
+      live.id,
+      live.head,
+      (events) => {
+        for (const e of events) live.publish(e.seq, toTimelineEvent(e));
+      },
+      undefined,
+      () => live.markClosed(),
+    );
+    this.#watches.set(live, handle);
+  }
+
+  #unwatch(live: LiveSession): void {
+    this.#watches.get(live)?.stop();
+    this.#watches.delete(live);
   }
 
   #end(id: string, reason: LifelineError): void {
@@ -251,6 +374,7 @@ export class Timeline {
     const live = this.#live.get(id);
     if (live) {
       this.#live.delete(id);
+      this.#unwatch(live);
       live.close(reason);
     }
   }

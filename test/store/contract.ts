@@ -687,5 +687,149 @@ export function runStoreContract(name: string, open: () => Promise<StoreFixture>
         expect(texts(await store.read('a', 0, 10))).toEqual(['t1', 't2', 't3', 't4', 't5']);
       });
     });
+
+    describe('Durable Streams additions', () => {
+      const AT = 1_700_000_500_000;
+
+      it('keeps contentType and forkedFrom, and reports closed/deletedAt only when set', async () => {
+        await store.createSession(record('t', { contentType: 'text/plain' }));
+        const got = await store.getSession('t');
+        expect(got?.contentType).toBe('text/plain');
+        expect(got?.closed).toBeFalsy();
+        expect(got?.deletedAt ?? null).toBeNull();
+        // closed/deletedAt passed by a caller are ignored: they are the store's.
+        await store.createSession(record('u', { closed: true, deletedAt: 5 }));
+        expect((await store.getSession('u'))?.closed).toBeFalsy();
+        expect((await store.getSession('u'))?.deletedAt ?? null).toBeNull();
+      });
+
+      it('closes with the last entry of a batch; later appends are refused, producer retries still dedupe', async () => {
+        await store.createSession(record('c'));
+        const closing: AppendEntry = { ...entry('c', 2, ['p', 0, 1]), close: true };
+        expect(await store.append([entry('c', 1, ['p', 0, 0]), closing, entry('c', 3)])).toEqual([
+          appended(1),
+          appended(2),
+          { status: 'rejected', code: 'STREAM_CLOSED' },
+        ]);
+        expect((await store.getSession('c'))?.closed).toBe(true);
+        expect(await store.append([entry('c', 2, ['p', 0, 1]), entry('c', 4, ['p', 0, 2]), entry('c', 5, ['q', 0, 0])])).toEqual([
+          duplicate(2),
+          { status: 'rejected', code: 'STREAM_CLOSED' },
+          { status: 'rejected', code: 'STREAM_CLOSED' },
+        ]);
+        // A stale epoch is still reported as such on a closed timeline.
+        await store.createSession(record('d'));
+        await store.append([entry('d', 1, ['p', 1, 0]), { ...entry('d', 2), close: true }]);
+        expect((await store.append([entry('d', 3, ['p', 0, 0])]))[0]).toMatchObject({ status: 'rejected', code: 'STALE_EPOCH' });
+        expect(texts(await store.read('c', 0, 10))).toEqual(['t1', 't2']);
+        expect(await store.head('c')).toBe(2);
+      });
+
+      it('close-only: idempotent without a producer, producer rules with one, refused when not found', async () => {
+        await store.createSession(record('c'));
+        await store.append([entry('c', 1)]);
+        expect(await store.closeSession('c', undefined, AT)).toEqual(appended(1));
+        expect(await store.closeSession('c', undefined, AT)).toEqual(duplicate(1));
+        expect(await store.closeSession('c', { id: 'p', epoch: 0, seq: 0 }, AT)).toEqual({ status: 'rejected', code: 'STREAM_CLOSED' });
+        expect((await store.getSession('c'))?.lastActiveAt).toBe(AT);
+
+        await store.createSession(record('p'));
+        await store.append([entry('p', 1, ['w', 0, 0])]);
+        expect(await store.closeSession('p', { id: 'w', epoch: 0, seq: 1 }, AT)).toEqual(appended(1));
+        expect(await store.producer('p', 'w')).toEqual({ id: 'w', epoch: 0, seq: 1 });
+        // Its retry answers the head (nothing can follow a close); a retry of the earlier append its own seq.
+        expect(await store.closeSession('p', { id: 'w', epoch: 0, seq: 1 }, AT)).toEqual(duplicate(1));
+        expect(await store.append([entry('p', 1, ['w', 0, 0])])).toEqual([duplicate(1)]);
+        expect(await store.closeSession('p', { id: 'w', epoch: 0, seq: 3 }, AT)).toMatchObject({ status: 'rejected', code: 'SEQUENCE_GAP' });
+        expect(await store.closeSession('nope', undefined, AT)).toEqual({ status: 'rejected', code: 'SESSION_NOT_FOUND' });
+      });
+
+      it('Stream-Seq: each must sort after the last, byte-wise; checked after producer dedupe', async () => {
+        await store.createSession(record('s'));
+        const withSeq = (n: number, seq: string, p?: [string, number, number]): AppendEntry => ({ ...entry('s', n, p), streamSeq: seq });
+        expect(await store.append([withSeq(1, '09'), withSeq(2, '10'), withSeq(3, '10'), withSeq(4, '2'), withSeq(5, '1')])).toEqual([
+          appended(1),
+          appended(2),
+          { status: 'rejected', code: 'STREAM_SEQ_CONFLICT' },
+          appended(3),
+          { status: 'rejected', code: 'STREAM_SEQ_CONFLICT' },
+        ]);
+        expect(await store.append([withSeq(4, 'a', ['p', 0, 0]), withSeq(5, 'B')])).toEqual([appended(4), { status: 'rejected', code: 'STREAM_SEQ_CONFLICT' }]);
+        expect(await store.append([withSeq(4, 'a', ['p', 0, 0])])).toEqual([duplicate(4)]);
+        expect(await store.append([entry('s', 5)])).toEqual([appended(5)]);
+      });
+
+      it('forks copy history up to an offset, plus an optional partial event; no producer state, open', async () => {
+        const bin = new Uint8Array([0, 1, 255]);
+        await store.createSession(record('src'));
+        await store.append([entry('src', 1, ['p', 0, 0]), entry('src', 2, ['p', 0, 1], { kind: 'audio.frame', data: { codec: 'opus' }, bin }), entry('src', 3)]);
+        await store.closeSession('src', undefined, AT);
+
+        await store.forkSession(record('f2', { contentType: 'application/json' }), 'src', 2);
+        const f2 = await store.getSession('f2');
+        expect(f2).toMatchObject({ id: 'f2', forkedFrom: 'src', contentType: 'application/json' });
+        expect(f2?.closed).toBeFalsy();
+        expect(await store.head('f2')).toBe(2);
+        const events = await store.read('f2', 0, 10);
+        expect(events.map((e) => e.seq)).toEqual([1, 2]);
+        expect(events).toEqual((await store.read('src', 0, 2)).map((e) => ({ ...e, bin: e.bin })));
+        sameBytes(events[1]?.bin, bin);
+        expect(await store.producer('f2', 'p')).toBeUndefined();
+        expect(await store.append([entry('f2', 9, ['p', 0, 0])])).toEqual([appended(3)]);
+        // The source is untouched.
+        expect(await store.head('src')).toBe(3);
+
+        await store.forkSession(record('f0'), 'src', 0, body(7, { data: { text: 'part' } }));
+        expect(texts(await store.read('f0', 0, 10))).toEqual(['part']);
+        expect(await store.head('f0')).toBe(1);
+        // Forks of forks.
+        await store.forkSession(record('ff'), 'f2', 3);
+        expect((await store.read('ff', 0, 10)).map((e) => [e.seq, e.kind])).toEqual([
+          [1, 'text.delta'],
+          [2, 'audio.frame'],
+          [3, 'text.delta'],
+        ]);
+
+        expect(await store.forkCount('src')).toBe(2);
+        expect(await store.forkCount('f2')).toBe(1);
+        expect(await store.forkCount('ff')).toBe(0);
+        await expectCode(store.forkSession(record('f2'), 'src', 1), 'SESSION_EXISTS');
+        await expectCode(store.forkSession(record('x'), 'nope', 0), 'SESSION_NOT_FOUND');
+        await expectCode(store.forkSession(record('y'), 'src', 4), 'OFFSET_OUT_OF_RANGE');
+        expect(await store.getSession('y')).toBeUndefined();
+      });
+
+      it('tombstones keep the record (deletedAt) but not the timeline; appends and forks are refused', async () => {
+        await store.createSession(record('src'));
+        await store.append([entry('src', 1, ['p', 0, 0])]);
+        await store.forkSession(record('f'), 'src', 1);
+        expect(await store.tombstoneSession('src', AT)).toBe(true);
+        expect(await store.tombstoneSession('src', AT)).toBe(false);
+        expect(await store.tombstoneSession('never', AT)).toBe(false);
+        expect((await store.getSession('src'))?.deletedAt).toBe(AT);
+        expect(await store.read('src', 0, 10)).toEqual([]);
+        expect(await store.append([entry('src', 2)])).toEqual([{ status: 'rejected', code: 'SESSION_NOT_FOUND' }]);
+        expect(await store.closeSession('src', undefined, AT)).toEqual({ status: 'rejected', code: 'SESSION_NOT_FOUND' });
+        await expectCode(store.forkSession(record('g'), 'src', 0), 'SESSION_NOT_FOUND');
+        await expectCode(store.createSession(record('src')), 'SESSION_EXISTS');
+        expect(texts(await store.read('f', 0, 10))).toEqual(['t1']);
+        expect(await store.forkCount('src')).toBe(1);
+        expect(await store.deleteSession('f')).toBe(true);
+        expect(await store.forkCount('src')).toBe(0);
+        expect(await store.deleteSession('src')).toBe(true);
+        expect(await store.getSession('src')).toBeUndefined();
+      });
+
+      it('touchSession renews the idle TTL (never moves lastActiveAt back)', async () => {
+        const now = 1_700_000_100_000;
+        await store.createSession(record('i', { idleTtlMs: 1000 }));
+        expect(await store.expiredSessions(now, 10)).toEqual(['i']);
+        await store.touchSession('i', now - 500);
+        expect(await store.expiredSessions(now, 10)).toEqual([]);
+        await store.touchSession('i', now - 5000);
+        expect((await store.getSession('i'))?.lastActiveAt).toBe(now - 500);
+        await store.touchSession('nope', now);
+      });
+    });
   });
 }

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import { LifelineError } from '../../src/protocol/index.js';
-import type { ErrorCode, Origin, ProducerState, TimelineEvent } from '../../src/protocol/index.js';
+import type { ErrorCode, Origin, ProducerRef, ProducerState, TimelineEvent } from '../../src/protocol/index.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { AppendEntry, AppendOutcome, SessionRecord, Store, StoredEvent, LeaseRecord } from '../../src/store/index.js';
 import type { AppendInput, TimelineReader } from '../../src/timeline/index.js';
@@ -125,6 +125,26 @@ export class InstrumentedStore implements Store {
 
   expiredSessions(now: number, limit: number): Promise<string[]> {
     return this.inner.expiredSessions(now, limit);
+  }
+
+  closeSession(sessionId: string, producer: ProducerRef | undefined, at: number): Promise<AppendOutcome> {
+    return this.inner.closeSession(sessionId, producer, at);
+  }
+
+  forkSession(record: SessionRecord, sourceId: string, uptoSeq: number, tail?: Omit<StoredEvent, 'seq'>): Promise<void> {
+    return this.inner.forkSession(record, sourceId, uptoSeq, tail);
+  }
+
+  forkCount(id: string): Promise<number> {
+    return this.inner.forkCount(id);
+  }
+
+  tombstoneSession(id: string, at: number): Promise<boolean> {
+    return this.inner.tombstoneSession(id, at);
+  }
+
+  touchSession(id: string, at: number): Promise<void> {
+    return this.inner.touchSession(id, at);
   }
 
   async append(entries: readonly AppendEntry[]): Promise<AppendOutcome[]> {
