@@ -61,7 +61,7 @@ export function registerSessionRoutes(app: FastifyInstance, opts: SessionRoutesO
     const { id } = parseRequest(Params, req.params, 'params');
     await auth.forSession(req, id);
     const info = await timeline.describe(id);
-    return { ...info, participants: opts.presence.view(id) };
+    return { ...info, participants: await opts.presence.clusterView(id) };
   });
 
   app.delete('/v1/sessions/:id', async (req, reply) => {

@@ -7,7 +7,7 @@ export interface OpenStoreOptions {
 }
 
 /**
- * The one way to get a Store: `memory` or `sqlite:PATH`. The SQLite backend (a native module) is
+ * The one way to get a Store: `memory`, `sqlite:PATH` or `nats://host:port[,host:port…]`. The SQLite backend (a native module) is
  * loaded only when asked for, so memory-only users stay native-free.
  */
 export async function openStore(spec: string, opts: OpenStoreOptions = {}): Promise<Store> {
@@ -18,5 +18,9 @@ export async function openStore(spec: string, opts: OpenStoreOptions = {}): Prom
     const { SqliteStore } = await import('./sqlite-store.js');
     return new SqliteStore(path, { synchronous: opts.sqliteSynchronous ?? 'full' });
   }
-  throw new LifelineError('BAD_REQUEST', `unknown store "${spec}" (use memory or sqlite:PATH)`);
+  if (spec.startsWith('nats://')) {
+    const { NatsStore, parseNatsSpec } = await import('./nats/index.js');
+    return NatsStore.open(parseNatsSpec(spec));
+  }
+  throw new LifelineError('BAD_REQUEST', `unknown store "${spec}" (use memory, sqlite:PATH or nats://host:port[,host:port…])`);
 }

@@ -1,0 +1,2 @@
+export { NatsStore, parseNatsSpec } from './nats-store.js';
+export type { NatsStoreOptions } from './nats-store.js';
