@@ -16,6 +16,33 @@ export interface ClientLink {
    * links that cannot (WebSocket): the core reconnects instead.
    */
   restart?(signal: AbortSignal): Promise<void>;
+  /** Media tracks of the link (WebRTC); absent on links that carry frames only (WebSocket). */
+  readonly media?: LinkMedia;
+}
+
+export type MediaKind = 'audio' | 'video';
+
+/** One RTP packet as the SDK sends and receives it (Opus audio: clock 48 kHz). */
+export interface RtpFrame {
+  sequenceNumber: number;
+  timestamp: number;
+  marker: boolean;
+  payload: Uint8Array;
+}
+
+/**
+ * The media side of a link: RTP out on the negotiated tracks, RTP in from them, keyframe
+ * requests (RTCP PLI) both ways. Bindings implement it over their runtime's WebRTC.
+ */
+export interface LinkMedia {
+  /** Sends a packet; false when it could not be sent (kind not negotiated, link not ready). */
+  send(kind: MediaKind, frame: RtpFrame): boolean;
+  /** Every packet received; returns the unsubscribe. */
+  onPacket(listener: (kind: MediaKind, frame: RtpFrame) => void): () => void;
+  /** Asks the far side for a video keyframe. */
+  requestKeyframe(): boolean;
+  /** The far side asks for a video keyframe; returns the unsubscribe. */
+  onKeyframeRequest(listener: () => void): () => void;
 }
 
 export interface ConnectTarget {

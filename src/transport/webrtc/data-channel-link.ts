@@ -1,22 +1,27 @@
 import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer } from '../../protocol/index.js';
+import { MessageBatcher } from '../../werift/message-batch.js';
 import { pollDrain } from '../frame-link.js';
 import type { FrameLink } from '../frame-link.js';
 
 /**
  * A FrameLink over a werift data channel. werift sends each message as its own SCTP datagram
  * (~2,000 messages/s one by one), so frames are coalesced: those sent in one turn of the event
- * loop leave as one JSON-array message of at most `maxMessageBytes`.
+ * loop leave as one JSON-array message of at most `maxMessageBytes` — or, for clients that asked
+ * for it (`batch`), as one container of every message of the turn, binary ones (audio events)
+ * included (src/werift/message-batch.ts).
  */
 export class DataChannelLink implements FrameLink {
   readonly #dc: RTCDataChannel;
   readonly #onClose: (code: number, reason: string) => void;
-  readonly #coalescer: FrameCoalescer;
+  readonly #coalescer: FrameCoalescer | MessageBatcher;
 
-  constructor(dc: RTCDataChannel, maxMessageBytes: number, onClose: (code: number, reason: string) => void) {
+  constructor(dc: RTCDataChannel, maxMessageBytes: number, onClose: (code: number, reason: string) => void, batch = false) {
     this.#dc = dc;
     this.#onClose = onClose;
-    this.#coalescer = new FrameCoalescer(maxMessageBytes, (m) => this.#write(m), setImmediate);
+    this.#coalescer = batch
+      ? new MessageBatcher(maxMessageBytes, (m) => this.#write(m), setImmediate)
+      : new FrameCoalescer(maxMessageBytes, (m) => this.#write(m), setImmediate);
   }
 
   get bufferedAmount(): number {

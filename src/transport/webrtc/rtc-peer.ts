@@ -7,6 +7,8 @@ import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
 import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
+import { PeerMedia } from '../../werift/media.js';
+import type { MediaRouter } from './media-router.js';
 import type { RtcOptions } from './rtc-options.js';
 
 export interface RtcPeerContext {
@@ -17,6 +19,10 @@ export interface RtcPeerContext {
   options: RtcOptions;
   observer: ConnectionObserver;
   services?: ConnectionServices;
+  /** Routes this peer's RTP once its hello names its origin. */
+  media?: MediaRouter;
+  /** The client unpacks message batches (src/werift/message-batch.ts): batch everything. */
+  batch?: boolean;
   onClosed: (peer: RtcPeer) => void;
 }
 
@@ -45,6 +51,8 @@ export class RtcPeer {
   #closed = false;
   #cancelKick: () => void = () => {};
   #openTimer: NodeJS.Timeout | undefined;
+  #media: PeerMedia | undefined;
+  #leaveMedia: () => void = () => {};
   readonly #ctx: RtcPeerContext;
   readonly #link: DataChannelLink;
 
@@ -54,9 +62,13 @@ export class RtcPeer {
     this.claims = ctx.claims;
     this.pc = new RTCPeerConnection(peerConfig(ctx.options.iceHosts, ctx.options.icePortRange));
     this.dc = this.pc.createDataChannel(DATA_CHANNEL.label, { negotiated: true, id: DATA_CHANNEL.id, ordered: true });
-    this.#link = new DataChannelLink(this.dc, ctx.options.maxMessageBytes, () => this.close());
+    this.#link = new DataChannelLink(this.dc, ctx.options.maxMessageBytes, () => this.close(), ctx.batch ?? false);
     this.connection = new ProtocolConnection(this.#link, ctx.timeline, ctx.sessionId, ctx.claims, ctx.limits, {
       ...ctx.observer,
+      welcomed: (c) => {
+        ctx.observer.welcomed?.(c);
+        this.#joinMedia();
+      },
       closed: (c, code, reason) => {
         ctx.observer.closed?.(c, code, reason);
         this.close();
@@ -85,6 +97,7 @@ export class RtcPeer {
         if (t.kind === 'audio' || t.kind === 'video') t.setDirection('sendrecv');
       }
       await peer.pc.setLocalDescription(await peer.pc.createAnswer());
+      peer.#media = new PeerMedia(peer.pc);
       await gatheringComplete(peer.pc);
       return { peer, answer: peer.#localSdp() };
     } catch (err) {
@@ -125,6 +138,18 @@ export class RtcPeer {
     return this.#localSdp();
   }
 
+  /** The peer's media (RTP in and out), once its descriptions are applied. */
+  get media(): PeerMedia | undefined {
+    return this.#media;
+  }
+
+  #joinMedia(): void {
+    const origin = this.connection.origin;
+    if (this.#closed || !this.#media || !origin || !this.#ctx.media) return;
+    this.#leaveMedia();
+    this.#leaveMedia = this.#ctx.media.join({ sessionId: this.sessionId, origin, media: this.#media });
+  }
+
   #localSdp(): string {
     const sdp = this.pc.localDescription?.sdp;
     if (!sdp) throw new LifelineError('INTERNAL', 'no local description');
@@ -147,6 +172,8 @@ export class RtcPeer {
     this.#closed = true;
     clearTimeout(this.#openTimer);
     this.#cancelKick();
+    this.#leaveMedia();
+    this.#media?.close();
     if (left) this.connection.ended('left');
     else this.connection.linkLost();
     void this.pc.close().catch(() => undefined);

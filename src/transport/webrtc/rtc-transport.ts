@@ -7,6 +7,8 @@ import type { ConnectionLimits, ConnectionObserver, ConnectionServices, Protocol
 import { DEFAULT_RTC_OPTIONS } from './rtc-options.js';
 import type { RtcOptions } from './rtc-options.js';
 import { RtcPeer } from './rtc-peer.js';
+import { MediaRouter } from './media-router.js';
+import type { MediaLimits, MediaObserver } from './media-router.js';
 
 export interface RtcTransportOptions {
   timeline: Timeline;
@@ -16,11 +18,15 @@ export interface RtcTransportOptions {
   observer?: ConnectionObserver;
   services?: ConnectionServices;
   rtc?: Partial<RtcOptions>;
+  /** RTP routing and recording: limits and metrics hooks. */
+  media?: { limits?: Partial<MediaLimits>; observer?: MediaObserver };
   /** Told of every ICE restart the relay answers, with its signaling time in ms. */
   onRestart?: (peer: RtcPeer, ms: number) => void;
 }
 
 const SessionParams = z.object({ id: IdSchema });
+/** `batch=1`: the client unpacks message batches, so the relay may batch binary frames too. */
+const OfferQuery = z.object({ batch: z.enum(['0', '1']).optional() });
 const PeerParams = z.object({ id: IdSchema, peer: z.string().regex(/^[0-9a-f]{32}$/) });
 
 function params<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -44,11 +50,14 @@ function sdpBody(req: FastifyRequest): string {
 export class RtcTransport {
   readonly peers = new Map<string, RtcPeer>();
   readonly options: RtcOptions;
+  /** Audio and video between the session's peers, and audio into the timeline. */
+  readonly media: MediaRouter;
   readonly #opts: RtcTransportOptions;
 
   constructor(opts: RtcTransportOptions) {
     this.#opts = opts;
     this.options = { ...DEFAULT_RTC_OPTIONS, ...opts.rtc };
+    this.media = new MediaRouter(opts.timeline, opts.media ?? {});
   }
 
   register(app: FastifyInstance): void {
@@ -59,7 +68,9 @@ export class RtcTransport {
       const claims = await this.#opts.authorize(req, id);
       await this.#opts.timeline.session(id);
       const offer = sdpBody(req);
+      const query = OfferQuery.safeParse(req.query);
       const { peer, answer } = await RtcPeer.answer(offer, {
+        batch: query.success && query.data.batch === '1',
         timeline: this.#opts.timeline,
         sessionId: id,
         claims,
@@ -67,6 +78,7 @@ export class RtcTransport {
         options: this.options,
         observer: this.#opts.observer ?? {},
         ...(this.#opts.services ? { services: this.#opts.services } : {}),
+        media: this.media,
         onClosed: (p) => {
           this.peers.delete(p.id);
           this.#opts.registry.remove(p.connection);
@@ -111,5 +123,6 @@ export class RtcTransport {
 
   closeAll(): void {
     for (const peer of [...this.peers.values()]) peer.close();
+    this.media.close();
   }
 }
