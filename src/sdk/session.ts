@@ -13,7 +13,7 @@ import {
   NOW_OFFSET,
 } from '../protocol/index.js';
 import type { ClientFrame, ErrorCode, EventBody, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
-import type { ClientLink, ClientTransport } from './client-transport.js';
+import type { ClientLink, ClientTransport, LinkMedia } from './client-transport.js';
 import { Emitter } from './emitter.js';
 import { EventStream } from './event-stream.js';
 import { Outbox } from './outbox.js';
@@ -23,6 +23,11 @@ import type { ReconnectPolicy } from './reconnect-policy.js';
 export interface SessionOptions {
   /** The relay's base URL, e.g. http://127.0.0.1:8787 */
   url: string;
+  /**
+   * More relay nodes serving the same sessions (a cluster on one NATS store). A connection attempt
+   * that fails, or a link that closes before its welcome, moves on to the next URL in turn.
+   */
+  urls?: string[];
   /** Access token (see mintToken); scoped to one session, participant and role. */
   token: string;
   /**
@@ -165,6 +170,8 @@ export class LifelineSession {
   readonly #transports: ClientTransport[];
   #transportIndex = 0;
   #failures = 0;
+  /** Index into [url, ...urls] of the relay node tried next. */
+  #node = 0;
   #restart: { abort: AbortController; timer: ReturnType<typeof setTimeout> } | undefined;
   #welcomeTimeout: ReturnType<typeof setTimeout> | undefined;
   #lastWelcomedLink: ClientLink | undefined;
@@ -236,6 +243,14 @@ export class LifelineSession {
 
   get welcome(): WelcomeFrame | undefined {
     return this.#welcome;
+  }
+
+  /**
+   * Media tracks of the current link (WebRTC), while a welcomed link is up (also during an ICE
+   * restart, which keeps the link); undefined between links and on links without media.
+   */
+  get media(): LinkMedia | undefined {
+    return this.#open ? this.#link?.media : undefined;
   }
 
   on<K extends keyof SessionEvents>(name: K, listener: SessionEvents[K]): () => void {
@@ -380,10 +395,11 @@ export class LifelineSession {
     const timeout = setTimeout(() => abort.abort(), this.#opts.connectTimeoutMs ?? 5000);
     let link: ClientLink;
     try {
-      link = await this.#transport.connect({ baseUrl: this.#opts.url, sessionId: this.id, token: this.#opts.token }, abort.signal);
+      link = await this.#transport.connect({ baseUrl: this.#nodeUrl(), sessionId: this.id, token: this.#opts.token }, abort.signal);
     } catch (err) {
       clearTimeout(timeout);
       this.#failures++;
+      this.#node++;
       this.#linkLost(err instanceof LifelineError && err.code !== 'CONNECTION_CLOSED' ? err.code : undefined, 'connect failed');
       return;
     }
@@ -399,7 +415,10 @@ export class LifelineSession {
     link.onClose = () => {
       clearTimeout(timeout);
       if (this.#link !== link) return;
-      if (this.#lastWelcomedLink !== link) this.#failures++;
+      if (this.#lastWelcomedLink !== link) {
+        this.#failures++;
+        this.#node++;
+      }
       this.#linkLost(this.#lastError, 'link closed');
     };
     abort.signal.addEventListener('abort', () => {
@@ -409,6 +428,12 @@ export class LifelineSession {
     this.#sendHello(link);
   }
 
+
+  /** The relay node to try now: `url`, then each of `urls` in turn after failures. */
+  #nodeUrl(): string {
+    const all = [this.#opts.url, ...(this.#opts.urls ?? []).filter((u) => u !== this.#opts.url)];
+    return all[this.#node % all.length]!;
+  }
 
   #sendHello(link: ClientLink): void {
     const resume = this.#position !== undefined ? formatOffset(this.#position) : (this.#opts.resume ?? START_OFFSET);
@@ -653,12 +678,25 @@ export class LifelineSession {
     );
   }
 
+  /**
+   * Frames flow again. Signaling still under way is left to finish (it is aborted only when the
+   * link is given up): cut short, it would leave the peer connection with an unanswered offer,
+   * and a restart the relay asked for (its path changed) would never happen.
+   */
   #restarted(): void {
-    this.#clearRestart();
+    if (!this.#restart) return;
+    clearTimeout(this.#restart.timer);
+    this.#signaling = this.#restart.abort;
+    this.#restart = undefined;
     this.#emit('restarted', { downMs: Date.now() - this.#lostAt });
   }
 
+  /** The signaling of a restart that healed before it finished (see #restarted). */
+  #signaling: AbortController | undefined;
+
   #clearRestart(): void {
+    this.#signaling?.abort();
+    this.#signaling = undefined;
     if (!this.#restart) return;
     clearTimeout(this.#restart.timer);
     this.#restart.abort.abort();
