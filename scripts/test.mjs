@@ -49,6 +49,20 @@ let code = r.status ?? 1;
 if (existsSync(jsonFile)) {
   const res = JSON.parse(readFileSync(jsonFile, 'utf8'));
   const skipped = (res.numPendingTests ?? 0) + (res.numTodoTests ?? 0);
+  // The Durable Streams conformance suite's own count, per store (its outer describe block).
+  const conformance = new Map();
+  for (const file of res.testResults ?? []) {
+    for (const t of file.assertionResults ?? []) {
+      const suite = t.ancestorTitles?.[0] ?? '';
+      if (!suite.startsWith('Durable Streams conformance')) continue;
+      const c = conformance.get(suite) ?? { passed: 0, failed: 0, skipped: 0 };
+      if (t.status === 'passed') c.passed++;
+      else if (t.status === 'failed') c.failed++;
+      else c.skipped++;
+      conformance.set(suite, c);
+    }
+  }
+  for (const [suite, c] of conformance) console.log(`${suite}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);
   console.log(`${res.numPassedTests} passed, ${res.numFailedTests} failed, ${skipped} skipped`);
   if (res.numTotalTests === 0) {
     console.error('npm test: no test ran');

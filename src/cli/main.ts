@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { mintToken, ANY_SESSION, isLifelineError } from '../protocol/index.js';
 import { createRelay } from '../relay/index.js';
+import { startDemoAgent } from '../relay/demo-agent.js';
 import { defaultSecret } from './secret.js';
 
 const env = process.env;
@@ -26,7 +27,7 @@ program
   .description('run the relay')
   .option('--host <host>', 'address to listen on (env LIFELINE_HOST)', env['LIFELINE_HOST'] ?? '127.0.0.1')
   .option('--port <port>', 'port, 0 for any free one (env LIFELINE_PORT)', int, envInt('LIFELINE_PORT') ?? 8787)
-  .option('--store <spec>', 'memory | sqlite:PATH (env LIFELINE_STORE)', env['LIFELINE_STORE'] ?? 'sqlite:./data/lifeline.db')
+  .option('--store <spec>', 'memory | sqlite:PATH | nats://host:port[,host:port…] (env LIFELINE_STORE)', env['LIFELINE_STORE'] ?? 'sqlite:./data/lifeline.db')
   .option('--secret <secret>', 'token signing secret, ≥16 chars (env LIFELINE_SECRET)', env['LIFELINE_SECRET'])
   .addOption(new Option('--sqlite-sync <mode>', 'fsync policy (env LIFELINE_SQLITE_SYNC)').choices(['full', 'normal']).default(env['LIFELINE_SQLITE_SYNC'] ?? 'full'))
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env LIFELINE_LOG_LEVEL)', env['LIFELINE_LOG_LEVEL'] ?? 'warn')
@@ -38,7 +39,11 @@ program
   .option('--lease-ttl-ms <n>', 'an agent lease outlives its silent or lost connection this long (env LIFELINE_LEASE_TTL_MS)', int, envInt('LIFELINE_LEASE_TTL_MS'))
   .option('--handoff-wait-ms <n>', 'a handoff waits this long for the worker it names, then any worker may take it (env LIFELINE_HANDOFF_WAIT_MS)', int, envInt('LIFELINE_HANDOFF_WAIT_MS'))
   .option('--no-presence-events', 'do not write presence changes into timelines (env LIFELINE_PRESENCE_EVENTS=0)')
+  .option('--demo', 'serve the demo page\'s sessions and run the example echo agent (local use; env LIFELINE_DEMO=1)', env['LIFELINE_DEMO'] === '1')
   .option('--window <n>', 'events in flight per reader before an ack (env LIFELINE_WINDOW)', int, envInt('LIFELINE_WINDOW'))
+  .option('--streams <mode>', 'Durable Streams at /v1/stream: token (every request needs a token) | open (streams created over HTTP need none) (env LIFELINE_STREAMS)', env['LIFELINE_STREAMS'] ?? 'token')
+  .option('--stream-long-poll-ms <n>', 'how long a Durable Streams long-poll waits (env LIFELINE_STREAM_LONG_POLL_MS)', int, envInt('LIFELINE_STREAM_LONG_POLL_MS'))
+  .option('--stream-max-body-bytes <n>', 'largest Durable Streams append (env LIFELINE_STREAM_MAX_BODY_BYTES)', int, envInt('LIFELINE_STREAM_MAX_BODY_BYTES'))
   .action(async (o: Record<string, string | number | boolean | string[] | undefined>) => {
     let secret = o['secret'] as string | undefined;
     if (!secret) {
@@ -62,15 +67,22 @@ program
       ...(o['leaseTtlMs'] !== undefined ? { leaseTtlMs: Number(o['leaseTtlMs']) } : {}),
       ...(o['handoffWaitMs'] !== undefined ? { handoffWaitMs: Number(o['handoffWaitMs']) } : {}),
       presenceEvents: o['presenceEvents'] !== false && env['LIFELINE_PRESENCE_EVENTS'] !== '0',
+      demo: o['demo'] === true,
+      streams: o['streams'] as 'open' | 'token',
+      ...(o['streamLongPollMs'] !== undefined ? { streamLongPollMs: Number(o['streamLongPollMs']) } : {}),
+      ...(o['streamMaxBodyBytes'] !== undefined ? { streamMaxBodyBytes: Number(o['streamMaxBodyBytes']) } : {}),
     });
     const url = await relay.listen();
     process.stdout.write(`listening on ${url}\n`);
+    const stopDemo = o['demo'] === true ? await startDemoAgent(url, secret, relay.log, relay.config.rtcIceHosts) : () => {};
+    if (o['demo'] === true) process.stdout.write(`demo: open ${url}/ (the echo agent is running)\n`);
     if (!o['secret']) {
       const admin = await mintToken(secret, { session: ANY_SESSION, participant: 'admin', role: 'admin', ttlSeconds: 24 * 3600 });
       process.stderr.write(`lifeline: an admin token for the next 24 h (create sessions, mint tokens):\n${admin}\n`);
     }
     const stop = (signal: string): void => {
       relay.log.info({ signal }, 'shutting down');
+      stopDemo();
       relay.close().then(
         () => process.exit(0),
         (err: unknown) => {

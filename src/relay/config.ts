@@ -6,7 +6,7 @@ export const RelayConfigSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8787),
   /** `memory` or `sqlite:PATH`. */
-  store: z.string().regex(/^(memory|sqlite:.+)$/, 'store is memory or sqlite:PATH').default('sqlite:./data/lifeline.db'),
+  store: z.string().regex(/^(memory|sqlite:.+|nats:\/\/.+)$/, 'store is memory, sqlite:PATH or nats://host:port[,host:port…]').default('sqlite:./data/lifeline.db'),
   sqliteSync: z.enum(['full', 'normal']).default('full'),
   /** HMAC secret that signs access tokens; at least 16 characters. */
   secret: z.string().min(16, 'the secret must be at least 16 characters'),
@@ -24,12 +24,24 @@ export const RelayConfigSchema = z.object({
   leaseTtlMs: z.number().int().min(50).max(600_000).default(500),
   /** How long a handoff waits for the worker it names before any worker may take the session. */
   handoffWaitMs: z.number().int().min(0).max(600_000).default(10_000),
+  /** Demo mode: `POST /demo/session` hands out sessions for the example echo agent (docs/BROWSER.md). Local use only. */
+  demo: z.boolean().default(false),
   /** Write presence changes into session timelines (as `presence` events from the relay). */
   presenceEvents: z.boolean().default(true),
   /** Addresses WebRTC advertises and pairs; empty for every interface. */
   rtcIceHosts: z.array(z.ipv4()).default([]),
   /** UDP port range for WebRTC, e.g. [40000, 40999]; absent for any. */
   rtcPortRange: z.tuple([z.number().int().min(1024).max(65535), z.number().int().min(1024).max(65535)]).optional(),
+  /**
+   * Durable Streams at /v1/stream/{id} (docs/HTTP.md): `token` (default) needs a token for the
+   * stream's id on every request; `open` lets streams created over HTTP be used without one
+   * (session timelines always need their token).
+   */
+  streams: z.enum(['open', 'token']).default('token'),
+  /** How long a Durable Streams long-poll waits for data before answering 204. */
+  streamLongPollMs: z.number().int().min(100).max(300_000).default(20_000),
+  /** Largest Durable Streams append (POST/PUT body). */
+  streamMaxBodyBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(8 * 1024 * 1024),
 });
 
 export type RelayConfig = z.infer<typeof RelayConfigSchema>;

@@ -50,6 +50,32 @@ export class RelayMetrics {
     this.#restarts.observe(ms / 1000);
   }
 
+  /** RTP through the relay: packets accepted, dropped by reason, forwarded, recorded. */
+  mediaObserver(): NonNullable<NonNullable<ConstructorParameters<typeof RtcTransport>[0]['media']>['observer']> {
+    const registers = [this.registry];
+    const packets = new Counter({ name: 'lifeline_rtp_packets_total', help: 'RTP packets accepted, by kind', labelNames: ['kind'], registers });
+    const dropped = new Counter({
+      name: 'lifeline_rtp_dropped_total',
+      help: 'RTP packets dropped (unknown payload type, unsupported codec, oversized, malformed, duplicate, too old), by reason and kind',
+      labelNames: ['reason', 'kind'],
+      registers,
+    });
+    const forwarded = new Counter({ name: 'lifeline_rtp_forwarded_total', help: 'RTP packet copies forwarded to peers, by kind', labelNames: ['kind'], registers });
+    const recorded = new Counter({ name: 'lifeline_audio_frames_recorded_total', help: 'Audio frames committed to timelines', registers });
+    const failed = new Counter({ name: 'lifeline_audio_frames_not_recorded_total', help: 'Audio frames the timeline refused or failed to commit', registers });
+    const missing = new Counter({ name: 'lifeline_rtp_missing_total', help: 'RTP packets found missing (sequence gaps) and asked for again with NACK, by kind', labelNames: ['kind'], registers });
+    const lost = new Counter({ name: 'lifeline_rtp_lost_total', help: 'Missing RTP packets that never came after every NACK, by kind', labelNames: ['kind'], registers });
+    return {
+      received: (kind) => packets.inc({ kind }),
+      dropped: (reason, kind) => dropped.inc({ reason, kind }),
+      forwarded: (kind, n) => forwarded.inc({ kind }, n),
+      recorded: () => recorded.inc(),
+      recordFailed: () => failed.inc(),
+      missing: (kind, n) => missing.inc({ kind }, n),
+      lost: (kind, n) => lost.inc({ kind }, n),
+    };
+  }
+
   watchRtc(rtc: RtcTransport): void {
     new Gauge({
       name: 'lifeline_rtc_peers',

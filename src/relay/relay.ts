@@ -7,14 +7,16 @@ import { LifelineError } from '../protocol/index.js';
 import { openStore } from '../store/index.js';
 import { LeaseManager, PresenceTracker, RELAY_ORIGIN, Timeline } from '../timeline/index.js';
 import { RtcTransport, registerWsTransport } from '../transport/index.js';
+import { registerStreamRoutes } from '../transport/http/index.js';
 import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../transport/index.js';
-import { Authenticator } from './auth.js';
+import { Authenticator, tokenOf } from './auth.js';
 import { parseConfig } from './config.js';
 import type { RelayConfig, RelayConfigInput } from './config.js';
 import { ConnectionRegistry } from './connection-registry.js';
 import { installErrorHandlers } from './http-errors.js';
 import { RelayMetrics } from './metrics.js';
 import { registerSessionRoutes } from './session-routes.js';
+import { registerStaticRoutes } from './static-routes.js';
 import { WorkerPool } from './worker-pool.js';
 
 export interface Relay {
@@ -51,6 +53,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
       sessionEnded: (id) => {
         presence.forget(id);
         leases.forget(id);
+        rtc.media.forget(id);
         workers.forgetSession(id);
       },
     },
@@ -119,7 +122,16 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     failed: (err, c) => log.error({ err, session: c.sessionId }, 'connection failed'),
   };
   registerSessionRoutes(app, { timeline, auth, registry: connections, presence, workers, secret: config.secret });
+  await registerStreamRoutes(app, {
+    timeline,
+    access: config.streams,
+    auth: { claimsFor: async (req, id) => (tokenOf(req) === undefined ? undefined : auth.forSession(req, id)) },
+    longPollMs: config.streamLongPollMs,
+    maxBodyBytes: config.streamMaxBodyBytes,
+    sseKeepAliveMs: 15_000,
+  });
   workers.register(app);
+  registerStaticRoutes(app, { timeline, auth, workers, secret: config.secret, demo: config.demo });
   registerWsTransport(app, {
     timeline,
     limits,
@@ -138,6 +150,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     rtc: { iceHosts: config.rtcIceHosts, icePortRange: config.rtcPortRange },
     services,
     onRestart: (_peer, ms) => metrics.iceRestarted(ms),
+    media: { observer: metrics.mediaObserver() },
   });
   rtc.register(app);
   metrics.watchRtc(rtc);
