@@ -79,15 +79,20 @@ interface SctpAssociation {
  * full of unacknowledged data. So as soon as ICE reports `connected` again, everything outstanding
  * is retransmitted at once over the healed path — what T3 expiry does, except that the congestion
  * window is left as it was: the path just proved itself, and resetting it to one MTU on every
- * restart let a backlog build up across restarts at 50 ms RTT.
+ * restart let a backlog build up across restarts at 50 ms RTT. The kick comes on the nomination of
+ * the new pair (or ICE `connected`, whichever is first).
  * Returns a disposer; the kick happens at most once.
  */
 export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?: () => void): () => void {
   const ice = pc.iceTransports[0];
   if (!ice) return () => {};
-  const sub = ice.onStateChange.subscribe((state) => {
-    if (state !== 'connected') return;
+  const connection = ice.connection as unknown as { nominated?: unknown; checkComplete?: (pair: unknown) => void };
+  let done = false;
+  const kick = (): void => {
+    if (done) return;
+    done = true;
     sub.unSubscribe();
+    unwrap();
     onReconnected?.();
     const assoc = (pc.sctpTransport as { sctp?: SctpAssociation } | undefined)?.sctp;
     if (!assoc?.timer3Handle || assoc.sentQueue.length === 0) return;
@@ -98,8 +103,30 @@ export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?:
     assoc.partialBytesAcked = 0;
     assoc.fastRecoveryExit = undefined;
     void assoc.transmit().catch(() => undefined);
+  };
+  const sub = ice.onStateChange.subscribe((state) => {
+    if (state === 'connected') kick();
   });
-  return () => sub.unSubscribe();
+  // The nominated pair carries data at once; ICE reports `connected` only when its check loop
+  // notices, which can be later. Kick on the nomination itself when it comes first.
+  const original = connection.checkComplete;
+  const hadNominated = connection.nominated !== undefined;
+  let unwrap = (): void => {};
+  if (original && !hadNominated) {
+    const watched = function (this: unknown, pair: unknown): void {
+      original.call(this, pair);
+      if (connection.nominated !== undefined) queueMicrotask(kick);
+    };
+    connection.checkComplete = watched;
+    unwrap = () => {
+      if (connection.checkComplete === watched) connection.checkComplete = original;
+    };
+  }
+  return () => {
+    done = true;
+    sub.unSubscribe();
+    unwrap();
+  };
 }
 
 interface StunTransaction {
@@ -113,25 +140,59 @@ interface StunProtocol {
   sendStun(message: unknown, addr: unknown): Promise<void>;
 }
 
+type CheckIncoming = (message: unknown, addr: unknown, protocol: StunProtocol) => void;
+
+interface IceConnectionInternals {
+  protocols?: StunProtocol[];
+  checkIncoming?: CheckIncoming;
+}
+
+function sameAddress(a: unknown, b: unknown): boolean {
+  return Array.isArray(a) && Array.isArray(b) && a[0] === b[0] && a[1] === b[1];
+}
+
+/** Resends the protocol's in-flight check requests (same transaction ids), optionally only those to `to`. */
+function resendPendingChecks(protocol: StunProtocol, to?: unknown): void {
+  for (const tx of Object.values(protocol.transactions ?? {})) {
+    if (tx.ended || (to !== undefined && !sameAddress(tx.addr, to))) continue;
+    void protocol.sendStun(tx.request, tx.addr).catch(() => undefined);
+  }
+}
+
 /**
  * werift fix 3 — connectivity checks back off (50, 100, 200, 400 ms between tries), so a path
  * that comes back between two tries stays unused for up to 400 ms. While a restart has not
  * healed, this resends every in-flight check request unchanged (same transaction id) every
  * `everyMs`: the first answer after the path returns completes its pending check at once.
  * Costs a ~100-byte datagram per pending check per interval, only while the path is down.
- * Returns the disposer that stops it.
+ *
+ * werift fix 4 (same window) — a check arriving on a pair whose own check is in progress must
+ * trigger a new check of that pair at once (RFC 8445 §7.3.1.4); werift starts triggered checks
+ * only for Waiting or Failed pairs, so the in-progress one waited for its next resend: up to
+ * `everyMs` more on each side after the path returned. Here the peer's check resends ours to it
+ * immediately, so a restart heals one round trip after the first check gets through.
+ * Returns the disposer that stops both.
  */
-export function hurryChecks(pc: RTCPeerConnection, everyMs = 10): () => void {
+export function hurryChecks(pc: RTCPeerConnection, everyMs = 5): () => void {
+  const connections = pc.iceTransports.map((t) => t.connection as unknown as IceConnectionInternals);
   const timer = setInterval(() => {
-    for (const t of pc.iceTransports) {
-      const protocols = (t.connection as unknown as { protocols?: StunProtocol[] }).protocols ?? [];
-      for (const protocol of protocols) {
-        for (const tx of Object.values(protocol.transactions ?? {})) {
-          if (!tx.ended) void protocol.sendStun(tx.request, tx.addr).catch(() => undefined);
-        }
-      }
-    }
+    for (const connection of connections) for (const protocol of connection.protocols ?? []) resendPendingChecks(protocol);
   }, everyMs);
   timer.unref?.();
-  return () => clearInterval(timer);
+  const unwrap = connections.map((connection) => {
+    const original = connection.checkIncoming;
+    if (!original) return () => {};
+    const triggered: CheckIncoming = function (this: unknown, message, addr, protocol) {
+      original.call(this, message, addr, protocol);
+      resendPendingChecks(protocol, addr);
+    };
+    connection.checkIncoming = triggered;
+    return () => {
+      if (connection.checkIncoming === triggered) connection.checkIncoming = original;
+    };
+  });
+  return () => {
+    clearInterval(timer);
+    for (const u of unwrap) u();
+  };
 }
