@@ -1,7 +1,7 @@
 import { RTCPeerConnection } from 'werift';
 import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer, LifelineError, filterCandidates, isErrorCode } from '../protocol/index.js';
-import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../werift/index.js';
+import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, sendOnOldPairUntilNominated, startRestartedTransports } from '../werift/index.js';
 import { PeerMedia } from '../werift/media.js';
 import { isMessageBatch, unpackMessages } from '../werift/message-batch.js';
 import type { ClientLink, ClientTransport, ConnectTarget, LinkMedia } from './client-transport.js';
@@ -125,6 +125,8 @@ class WebRtcLink implements ClientLink {
 
   async restart(abort: AbortSignal): Promise<void> {
     const pc = this.pc;
+    // Keep sending on the old pair until the new one is nominated (werift fix 6).
+    sendOnOldPairUntilNominated(pc);
     pc.restartIce();
     await Promise.race([
       (async () => {

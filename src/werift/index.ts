@@ -196,3 +196,46 @@ export function hurryChecks(pc: RTCPeerConnection, everyMs = 5): () => void {
     for (const u of unwrap) u();
   };
 }
+
+interface SendingConnection {
+  nominated?: { protocol: { sendData(data: Buffer, addr: unknown): Promise<void> }; remoteAddr: unknown };
+  send: (data: Buffer) => Promise<void>;
+}
+
+/**
+ * werift fix 6 — make before break. An ICE restart clears werift's selected pair the moment it
+ * applies (the offerer's createOffer, the answerer's remote offer), so nothing can be sent until
+ * the new generation's checks nominate a pair, even when the old path still works (a restart the
+ * other side asked for, a precautionary one). Browsers keep using the old pair until the new one
+ * is selected. Call this right before the restart: until a new pair is nominated (or the
+ * transport ends), data goes out on the old pair. On a dead path that costs nothing: the data
+ * was undeliverable either way, and SCTP's kick resends it once the new pair is up.
+ * Returns the disposer.
+ */
+export function sendOnOldPairUntilNominated(pc: RTCPeerConnection): () => void {
+  const undo = pc.iceTransports.map((t) => {
+    const conn = t.connection as unknown as SendingConnection;
+    const old = conn.nominated;
+    if (!old) return () => {};
+    const original = conn.send;
+    const bridged = async (data: Buffer): Promise<void> => {
+      if (conn.nominated) {
+        restore();
+        return original(data);
+      }
+      await old.protocol.sendData(data, old.remoteAddr).catch(() => undefined);
+    };
+    const restore = (): void => {
+      if (conn.send === bridged) conn.send = original;
+      sub.unSubscribe();
+    };
+    const sub = t.onStateChange.subscribe((state) => {
+      if (state === 'connected' || state === 'closed' || state === 'failed') restore();
+    });
+    conn.send = bridged;
+    return restore;
+  });
+  return () => {
+    for (const u of undo) u();
+  };
+}

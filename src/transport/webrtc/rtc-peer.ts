@@ -6,7 +6,7 @@ import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
-import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, startRestartedTransports } from '../../werift/index.js';
+import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, sendOnOldPairUntilNominated, startRestartedTransports } from '../../werift/index.js';
 import { PeerMedia } from '../../werift/media.js';
 import type { MediaRouter } from './media-router.js';
 import type { RtcOptions } from './rtc-options.js';
@@ -117,6 +117,8 @@ export class RtcPeer {
     if (!looksLikeOffer(offer)) throw new LifelineError('BAD_SDP', 'not an SDP offer');
     const before = this.pc.iceTransports.map((t) => t.iceRestarts);
     try {
+      // Keep sending on the old pair until the new one is nominated (werift fix 6).
+      sendOnOldPairUntilNominated(this.pc);
       await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, this.#ctx.options.iceHosts) });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
     } catch (err) {
