@@ -1,6 +1,7 @@
-import { FrameCoalescer, LifelineError, isErrorCode } from '../protocol/index.js';
+import { FrameCoalescer, LifelineError } from '../protocol/index.js';
 import type { ClientLink, ClientTransport, ConnectTarget } from '../sdk/client-transport.js';
 import { nextTurn } from './next-turn.js';
+import { aborted, signal } from '../sdk/rtc-signaling.js';
 
 export interface BrowserWebRtcOptions {
   /** STUN/TURN servers; none by default (the relay's host candidates are enough on a LAN). */
@@ -23,15 +24,6 @@ export interface BrowserWebRtcOptions {
   udpGraceMs?: number;
   /** Told of every peer connection made (tests and the demo page read its stats). */
   onPeerConnection?: (pc: RTCPeerConnection) => void;
-}
-
-/** Resolves when `abort` fires, with CONNECTION_CLOSED. */
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    const fail = (): void => reject(new LifelineError('CONNECTION_CLOSED', 'aborted'));
-    if (signal.aborted) fail();
-    signal.addEventListener('abort', fail, { once: true });
-  });
 }
 
 /**
@@ -76,26 +68,6 @@ async function describeLocally(pc: RTCPeerConnection, offer: RTCSessionDescripti
 
 function gatherOptions(o: BrowserWebRtcOptions): { timeoutMs: number; udpGraceMs: number } {
   return { timeoutMs: o.gatherTimeoutMs ?? 3000, udpGraceMs: o.udpGraceMs ?? 15 };
-}
-
-async function signal(url: string, method: 'POST' | 'PATCH', token: string, sdp: string, abort: AbortSignal): Promise<Response> {
-  const res = await fetch(url, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/sdp' },
-    body: sdp,
-    signal: abort,
-  });
-  if (res.ok) return res;
-  let code = 'INTERNAL';
-  let message = `signaling failed: HTTP ${res.status}`;
-  try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
-    if (body.error?.code) code = body.error.code;
-    if (body.error?.message) message = body.error.message;
-  } catch {
-    // not JSON
-  }
-  throw new LifelineError(isErrorCode(code) ? code : 'INTERNAL', message);
 }
 
 /** One device connection over the browser's RTCPeerConnection: frames on data channel id 0. */

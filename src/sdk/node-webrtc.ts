@@ -1,10 +1,11 @@
 import { RTCPeerConnection } from 'werift';
 import type { RTCDataChannel } from 'werift';
-import { FrameCoalescer, LifelineError, filterCandidates, isErrorCode } from '../protocol/index.js';
+import { FrameCoalescer, LifelineError, filterCandidates } from '../protocol/index.js';
 import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, sendOnOldPairUntilNominated, startRestartedTransports } from '../werift/index.js';
 import { PeerMedia } from '../werift/media.js';
 import { isMessageBatch, unpackMessages } from '../werift/message-batch.js';
 import type { ClientLink, ClientTransport, ConnectTarget, LinkMedia } from './client-transport.js';
+import { aborted, signal } from './rtc-signaling.js';
 
 export interface WebRtcTransportOptions {
   /** Only these local/remote addresses are used (e.g. ['127.0.0.1']); empty: all. */
@@ -19,33 +20,6 @@ export interface WebRtcTransportOptions {
   heartbeatMs?: number;
   /** Most bytes per coalesced data-channel message (default 16 KiB). */
   maxMessageBytes?: number;
-}
-
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(new LifelineError('CONNECTION_CLOSED', 'aborted'));
-    signal.addEventListener('abort', () => reject(new LifelineError('CONNECTION_CLOSED', 'aborted')), { once: true });
-  });
-}
-
-async function signal(url: string, method: 'POST' | 'PATCH', token: string, sdp: string, abort: AbortSignal): Promise<Response> {
-  const res = await fetch(url, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/sdp' },
-    body: sdp,
-    signal: abort,
-  });
-  if (res.ok) return res;
-  let code = 'INTERNAL';
-  let message = `signaling failed: HTTP ${res.status}`;
-  try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
-    if (body.error?.code) code = body.error.code;
-    if (body.error?.message) message = body.error.message;
-  } catch {
-    // not JSON
-  }
-  throw new LifelineError(isErrorCode(code) ? code : 'INTERNAL', message);
 }
 
 class WebRtcLink implements ClientLink {
