@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Option } from 'commander';
 import type { Command } from 'commander';
@@ -19,6 +18,7 @@ import { launchRelay } from '../lib/relay.js';
 import type { RelayUnderTest, StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
 import { udpReceiveBufferErrors } from '../lib/udp-stats.js';
+import { processCpuMs } from '../lib/proc-cpu.js';
 
 /**
  * `audio`: N concurrent full-duplex voice sessions through the relay. In each session a user and
@@ -134,16 +134,6 @@ interface Duplex {
   sendAgent(seq: number, payload: Uint8Array): void;
   sendToken?(t: number): void;
   close(): void;
-}
-
-/** CPU seconds (user + system) of a process so far, from /proc (undefined elsewhere). */
-function cpuSeconds(pid: number): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
 }
 
 async function relayDuplex(relay: RelayUnderTest, i: number, m: Meter, problems: Problems, record: boolean): Promise<Duplex> {
@@ -335,12 +325,12 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
       const before = await commitStats(relay.url);
       let cpuAt: number | undefined;
       const cpuWatch = setInterval(() => {
-        if (m.measuring && cpuAt === undefined) cpuAt = cpuSeconds(relay.child.pid);
+        if (m.measuring && cpuAt === undefined) cpuAt = processCpuMs(relay.child.pid);
       }, 5);
       const harnessBefore = process.cpuUsage();
       const t = await drive(pairs, m, cfg, ctx, 'relay');
       clearInterval(cpuWatch);
-      const cpuEnd = cpuSeconds(relay.child.pid);
+      const cpuEnd = processCpuMs(relay.child.pid);
       const harnessUsed = process.cpuUsage(harnessBefore);
       harnessCpu = Math.round(((harnessUsed.user + harnessUsed.system) / 1e6 / (t.elapsedMs / 1000)) * 1000) / 10;
       const after = await commitStats(relay.url);
@@ -348,7 +338,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
       if (cpuAt !== undefined && cpuEnd !== undefined) {
         // CPU seconds per wall second over the measured window (plus the drain), per session, in %.
         const wallSeconds = Math.max(1, t.measuredTo - t.measuredFrom) / 1000;
-        cpuPerSession = Math.round(((cpuEnd - cpuAt) / wallSeconds / cfg.sessions) * 10000) / 100;
+        cpuPerSession = Math.round(((cpuEnd - cpuAt) / 1000 / wallSeconds / cfg.sessions) * 10000) / 100;
       }
     } finally {
       for (const p of pairs) p.close();

@@ -1,7 +1,6 @@
 import { request } from 'node:http';
 import type { Agent as HttpAgentType, IncomingMessage } from 'node:http';
 import { Agent } from 'node:http';
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { Option } from 'commander';
@@ -16,6 +15,7 @@ import { mapLimit, nowMs, sleep, waitUntil } from '../lib/pacer.js';
 import { launchRelay } from '../lib/relay.js';
 import type { StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
+import { processCpuMs } from '../lib/proc-cpu.js';
 
 /**
  * `http`: the Durable Streams HTTP API of the relay (`/v1/stream/{id}`, relay started with
@@ -137,31 +137,17 @@ function pipelinedWriter(url: string, path: string, body: Buffer, contentType: s
   });
 }
 
-/**
- * CPU time (user + system, ms) a child process has used so far, from /proc (Linux; clock ticks of
- * 10 ms, the kernel's USER_HZ of 100); undefined elsewhere. CPU per append is a fairer measure
- * than wall-clock rates on a machine shared with other work.
- */
-function cpuMs(pid: number): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Writers appending to their own streams for `seconds`, `depth` appends in flight each. */
 async function appendPhase(target: Target, agent: HttpAgentType, tag: string, writers: number, body: Buffer, contentType: string, seconds: number, depth: number, signal: AbortSignal): Promise<{ rate: number; latency: LatencyRecorder; failures: number; cpuPerAppendUs: number | undefined }> {
   const latency = new LatencyRecorder();
   const ids = Array.from({ length: writers }, (_, i) => `bench-${tag}-${Date.now()}-${i}`);
   for (const id of ids) await create(agent, target.url, id, contentType);
-  const cpuBefore = cpuMs(target.child.pid);
+  const cpuBefore = processCpuMs(target.child.pid);
   const end = nowMs() + seconds * 1000;
   const outcomes = await Promise.all(ids.map((id) => pipelinedWriter(target.url, `/v1/stream/${id}`, body, contentType, depth, end, latency, signal)));
   const count = outcomes.reduce((n, o) => n + o.ok, 0);
   const failures = outcomes.reduce((n, o) => n + o.failed, 0);
-  const cpuAfter = cpuMs(target.child.pid);
+  const cpuAfter = processCpuMs(target.child.pid);
   const cpuPerAppendUs = cpuBefore !== undefined && cpuAfter !== undefined && count > 0 ? Math.round(((cpuAfter - cpuBefore) * 1000) / count) : undefined;
   // Free what the phase stored (both servers keep streams in memory), so it weighs on no later phase.
   for (const id of ids) await send(agent, `${target.url}/v1/stream/${id}`, 'DELETE', {});

@@ -199,11 +199,7 @@ export class MediaRouter {
     const device = `${from.origin.participant}/${from.origin.device}/${kind}/`;
     const key = `${device}${packet.ssrc}`;
     let source = s.sources.get(key);
-    if (source) {
-      // Most recently heard last: the map's order is the eviction order below.
-      s.sources.delete(key);
-      s.sources.set(key, source);
-    } else {
+    if (!source) {
       const previous = [...s.sources].reverse().find(([k]) => k.startsWith(device));
       if (previous && this.#continues(previous[1], packet, codec.clockRate)) {
         source = previous[1];
@@ -256,7 +252,10 @@ export class MediaRouter {
     return Math.abs((packet.timestamp - expected) | 0) <= clockRate;
   }
 
-  /** Keeps at most MAX_SOURCES_PER_DEVICE sources per device and kind (the oldest heard go). */
+  /**
+   * Keeps at most MAX_SOURCES_PER_DEVICE sources per device and kind: the oldest go (map order is
+   * the order sources appeared in, and a device's newest connection is its live one).
+   */
   #forgetOldSources(s: SessionMedia, device: string): void {
     const mine = [...s.sources.keys()].filter((k) => k.startsWith(device));
     for (const k of mine.slice(0, Math.max(0, mine.length - MAX_SOURCES_PER_DEVICE + 1))) {
