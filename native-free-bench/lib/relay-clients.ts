@@ -25,7 +25,7 @@ export function parsed(data: string | Uint8Array): unknown {
 /** A user and an agent on a fresh session of the relay under test. */
 export interface RelayPair {
   user: LifelineSession;
-  /** Connected with `resume: 'now'`: it only writes. */
+  /** Connected with `resume: 'now'` and `echo: false`: it writes, and would read only the others' events. */
   agent: LifelineSession;
   /** True once close() was called: refusals after that are not problems. */
   readonly closing: boolean;
@@ -80,6 +80,7 @@ export async function openRelayPair(relay: RelayUnderTest, opts: RelayPairOption
       token: agentToken,
       device: opts.agentDevice,
       resume: 'now',
+      echo: false,
       reconnect: policy(),
       ...(opts.maxOutbox !== undefined ? { maxOutbox: opts.maxOutbox } : {}),
     });

@@ -44,6 +44,8 @@ export interface TokensConfig {
   warmup: number;
   drain: number;
   store: StoreKind;
+  /** SQLite fsync policy of the relay (sqlite store only; default full). */
+  sqliteSync?: 'full' | 'normal' | undefined;
   transport: TokensTransport;
   /** Where the relay child writes its CPU profile (node --cpu-prof), if anywhere. */
   cpuProf?: string | undefined;
@@ -69,11 +71,12 @@ export function relayArgs(transport: TokensTransport): string[] {
  */
 export async function launchRelayAndForwarder(opts: {
   store: StoreKind;
+  sqliteSync?: 'full' | 'normal' | undefined;
   transport: TokensTransport;
   cpuProf?: string | undefined;
 }): Promise<{ relay: RelayUnderTest; echo: WeriftEchoBaseline | WsEchoBaseline }> {
   const [relayStart, echoStart] = await Promise.allSettled([
-    launchRelay({ store: opts.store, extraArgs: relayArgs(opts.transport), ...(opts.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] } : {}) }),
+    launchRelay({ store: opts.store, ...(opts.sqliteSync ? { sqliteSync: opts.sqliteSync } : {}), extraArgs: relayArgs(opts.transport), ...(opts.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] } : {}) }),
     opts.transport === 'webrtc' ? launchWeriftEcho() : launchWsEcho(),
   ]);
   if (relayStart.status === 'fulfilled' && echoStart.status === 'fulfilled') return { relay: relayStart.value, echo: echoStart.value };
@@ -252,6 +255,7 @@ export const tokensScenario: Scenario = {
       .option('--warmup <s>', 'seconds sent but not measured, first', decimal(0, 600), 1)
       .option('--drain <s>', 'longest wait for undelivered tokens at the end', decimal(0.1, 120), 5)
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
+      .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('full'))
       .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
   },
@@ -264,6 +268,7 @@ export const tokensScenario: Scenario = {
         warmup: options['warmup'] as number,
         drain: options['drain'] as number,
         store: options['store'] as StoreKind,
+        sqliteSync: options['sqliteSync'] as 'full' | 'normal',
         transport: options['transport'] as TokensTransport,
         cpuProf: typeof options['cpuProf'] === 'string' ? options['cpuProf'] : undefined,
       },

@@ -31,6 +31,12 @@ export const HelloSchema = z.object({
   window: z.number().int().min(1).max(65536).optional(),
   /** The client's ping interval; the relay counts 2.5 silent intervals as a lost link. */
   heartbeatMs: z.number().int().min(10).max(60_000).optional(),
+  /**
+   * False: events this device appends from now on are not sent back to it (an agent streaming
+   * tokens needs the others' events, not its own). Catch-up from `resume` still carries everything
+   * that was in the timeline at `hello`. Default true.
+   */
+  echo: z.boolean().optional(),
 });
 
 export const AppendSchema = z.object({

@@ -61,7 +61,13 @@ export interface SessionOptions {
   reconnect?: ReconnectPolicy;
   /** Appends waiting for acknowledgement before append() waits for room (default 4096). */
   maxOutbox?: number;
-  /** Delay before acknowledging a partial batch of events (default 20 ms). */
+  /**
+   * False: the relay does not send back the events this device appends (an agent streaming tokens
+   * reads the others' events, not its own echo); catch-up after a reconnect still has them.
+   * Default true.
+   */
+  echo?: boolean;
+  /** Delay before acknowledging a partial batch of events (default 50 ms; a quarter of the window is acknowledged at once). */
   ackDelayMs?: number;
   /** Time allowed for one connection attempt, link and welcome (default 5 s). */
   connectTimeoutMs?: number;
@@ -167,6 +173,8 @@ export class LifelineSession {
   #abort: AbortController | undefined;
   #firstWelcome: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   #rtt: number | undefined;
+  /** When a frame last went to the relay (a ping is skipped while other frames flow). */
+  #lastSentAt = 0;
   readonly #transports: ClientTransport[];
   #transportIndex = 0;
   #failures = 0;
@@ -222,7 +230,7 @@ export class LifelineSession {
     return { id: this.#outbox.producerId, epoch: this.#outbox.epoch, nextSeq: this.#outbox.nextSeq, pending: this.#outbox.size };
   }
 
-  /** Round-trip time of the last heartbeat, in ms. */
+  /** Round-trip time of the last heartbeat ping, in ms (pings pause while events and acknowledgements flow both ways). */
   get rttMs(): number | undefined {
     return this.#rtt;
   }
@@ -445,6 +453,7 @@ export class LifelineSession {
       producers: [this.#outbox.producerId],
       ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
       ...(this.#heartbeatWish() !== undefined ? { heartbeatMs: this.#heartbeatWish() } : {}),
+      ...(this.#opts.echo === false ? { echo: false } : {}),
     };
     link.send(encodeFrame(hello));
   }
@@ -595,7 +604,7 @@ export class LifelineSession {
     this.#ackTimer ??= setTimeout(() => {
       this.#ackTimer = undefined;
       if (!this.stream.full) this.#sendAck();
-    }, this.#opts.ackDelayMs ?? 20);
+    }, this.#opts.ackDelayMs ?? 50);
   }
 
   #sendAck(): void {
@@ -645,7 +654,9 @@ export class LifelineSession {
       }
       if (now - lastPing >= intervalMs - 1) {
         lastPing = now;
-        this.#send({ type: 'ping', id: ++this.#pingId, t: now });
+        // A link busy both ways within the interval (events down, acknowledgements up) is its own
+        // heartbeat: a ping would only add a message in each direction.
+        if (now - this.#lastSentAt >= intervalMs || now - this.#lastFrameAt >= intervalMs) this.#send({ type: 'ping', id: ++this.#pingId, t: now });
       }
     }, Math.max(10, Math.min(intervalMs / 2, 20)));
   }
@@ -704,7 +715,9 @@ export class LifelineSession {
   }
 
   #send(frame: ClientFrame): void {
-    this.#link?.send(encodeFrame(frame));
+    if (!this.#link) return;
+    this.#lastSentAt = Date.now();
+    this.#link.send(encodeFrame(frame));
   }
 
   #linkLost(error: ErrorCode | undefined, reason: string): void {

@@ -10,7 +10,7 @@ import {
   parseOffset,
   NOW_OFFSET,
 } from '../protocol/index.js';
-import type { AppendFrame, ClientFrame, HelloFrame, Json, Origin, ServerFrame, TokenClaims } from '../protocol/index.js';
+import type { AppendFrame, ClientFrame, HelloFrame, Json, Origin, ServerFrame, TimelineEvent, TokenClaims } from '../protocol/index.js';
 import type { LeaseManager, Timeline, TimelineReader } from '../timeline/index.js';
 import type { LeaseRecord } from '../store/index.js';
 import type { FrameLink } from './frame-link.js';
@@ -84,6 +84,11 @@ export class ProtocolConnection {
   #reader: TimelineReader | undefined;
   #window = 0;
   #acked = 0;
+  /** hello.echo === false: this device's own appends after `#liveFrom` are not sent back to it. */
+  #echo = true;
+  #liveFrom = 0;
+  /** Seq of the last event sent (with `#echo` off, the events after it were skipped, not sent). */
+  #lastSent = 0;
   #ackWaker: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #lastFrameAt = Date.now();
@@ -240,10 +245,13 @@ export class ProtocolConnection {
       const p = await this.#timeline.producer(this.sessionId, this.#producerKey(id));
       producers.push(p ? { ...p, id } : { id, epoch: 0, seq: -1 });
     }
+    this.#echo = hello.echo !== false;
+    this.#liveFrom = head;
     if (hello.resume !== undefined) {
       const after = hello.resume === NOW_OFFSET ? head : (parseOffset(hello.resume) ?? 0);
       this.#reader = await this.#timeline.reader(this.sessionId, after);
       this.#acked = after;
+      this.#lastSent = after;
     }
     if (this.#state === 'closed') {
       this.#reader?.close();
@@ -304,8 +312,10 @@ export class ProtocolConnection {
   }
 
   #ack(seq: number): void {
-    if (seq > this.#acked) {
-      this.#acked = Math.min(seq, this.#reader?.cursor ?? seq);
+    // Without echo, an ack of the last event sent also covers the own events skipped after it.
+    const through = !this.#echo && seq >= this.#lastSent ? (this.#reader?.cursor ?? seq) : seq;
+    if (through > this.#acked) {
+      this.#acked = Math.min(through, this.#reader?.cursor ?? through);
       const wake = this.#ackWaker;
       this.#ackWaker = undefined;
       wake?.();
@@ -317,6 +327,7 @@ export class ProtocolConnection {
     const after = from === NOW_OFFSET ? head : (parseOffset(from) ?? 0);
     if (after > head) throw new LifelineError('OFFSET_OUT_OF_RANGE', `offset ${from} is beyond the head ${formatOffset(head)}`);
     this.#acked = after;
+    this.#lastSent = after;
     if (this.#reader) {
       this.#reader.seek(after);
       this.#ackWaker?.();
@@ -324,6 +335,22 @@ export class ProtocolConnection {
       this.#reader = await this.#timeline.reader(this.sessionId, after);
       void this.#pump(this.#reader);
     }
+  }
+
+  /** Sends the events that are not this device's own live appends (hello.echo === false). */
+  #sendSkippingOwn(events: readonly TimelineEvent[], cursor: number): void {
+    const me = this.#origin!;
+    let sent = 0;
+    for (const event of events) {
+      const seq = parseOffset(event.offset) ?? 0;
+      if (seq > this.#liveFrom && event.from.device === me.device && event.from.participant === me.participant) continue;
+      this.#send({ type: 'event', event });
+      this.#lastSent = seq;
+      sent++;
+    }
+    if (sent > 0) this.#observer.eventsOut?.(sent);
+    // Skipped events need no acknowledgement: once every event sent is acknowledged, so are they.
+    if (this.#acked >= this.#lastSent) this.#acked = cursor;
   }
 
   /** Sends events while the window and the link allow, pulling from the reader. */
@@ -337,8 +364,12 @@ export class ProtocolConnection {
         }
         const events = await reader.next(Math.min(room, EVENTS_PER_PULL));
         if (this.#state !== 'open') return;
-        for (const event of events) this.#send({ type: 'event', event });
-        if (events.length > 0) this.#observer.eventsOut?.(events.length);
+        if (this.#echo) {
+          for (const event of events) this.#send({ type: 'event', event });
+          if (events.length > 0) this.#observer.eventsOut?.(events.length);
+        } else {
+          this.#sendSkippingOwn(events, reader.cursor);
+        }
         if (this.#link.bufferedAmount > this.#limits.highWaterBytes) {
           await this.#link.waitForDrain(this.#limits.highWaterBytes / 4);
         }

@@ -19,9 +19,12 @@ export class DataChannelLink implements FrameLink {
   constructor(dc: RTCDataChannel, maxMessageBytes: number, onClose: (code: number, reason: string) => void, batch = false) {
     this.#dc = dc;
     this.#onClose = onClose;
+    // Frames go out when the task that produced them ends (a microtask), not a loop turn later:
+    // the events of one group commit are sent in one synchronous run of the pump, so they still
+    // leave as one message, without waiting behind the next round of I/O callbacks.
     this.#coalescer = batch
-      ? new MessageBatcher(maxMessageBytes, (m) => this.#write(m), setImmediate)
-      : new FrameCoalescer(maxMessageBytes, (m) => this.#write(m), setImmediate);
+      ? new MessageBatcher(maxMessageBytes, (m) => this.#write(m), queueMicrotask)
+      : new FrameCoalescer(maxMessageBytes, (m) => this.#write(m), queueMicrotask);
   }
 
   get bufferedAmount(): number {
