@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConnectionObserver, RtcTransport } from '../transport/index.js';
+import type { StreamObserver } from '../transport/http/index.js';
 import type { Timeline, TimelineObserver } from '../timeline/index.js';
 
 /** The relay's Prometheus metrics (text format at /metrics), one registry per relay. */
@@ -85,6 +86,26 @@ export class RelayMetrics {
         this.set(rtc.peers.size);
       },
     });
+  }
+
+  /** The Durable Streams HTTP API: answers by method and status, appended body bytes, live readers. */
+  streamObserver(): StreamObserver {
+    const registers = [this.registry];
+    const answered = new Counter({
+      name: 'lifeline_http_stream_requests_total',
+      help: 'Durable Streams requests answered, by method and status (SSE counted when the stream ends)',
+      labelNames: ['method', 'status'],
+      registers,
+    });
+    const bytes = new Counter({ name: 'lifeline_http_stream_appended_bytes_total', help: 'Bytes of request bodies appended to streams', registers });
+    const live = new Gauge({ name: 'lifeline_http_stream_live_readers', help: 'Open long-polls and SSE streams, by mode', labelNames: ['mode'], registers });
+    live.set({ mode: 'sse' }, 0);
+    live.set({ mode: 'long-poll' }, 0);
+    return {
+      answered: (method, status) => answered.inc({ method, status: String(status) }),
+      bodyBytes: (n) => bytes.inc(n),
+      liveReaders: (mode, delta) => live.inc({ mode }, delta),
+    };
   }
 
   /** Gauges read from the timeline at scrape time. */

@@ -129,6 +129,7 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
     longPollMs: config.streamLongPollMs,
     maxBodyBytes: config.streamMaxBodyBytes,
     sseKeepAliveMs: 15_000,
+    observer: metrics.streamObserver(),
   });
   workers.register(app);
   registerStaticRoutes(app, { timeline, auth, workers, secret: config.secret, demo: config.demo });

@@ -11,6 +11,17 @@ export interface LiveReadOptions {
   timeline: Timeline;
   longPollMs: number;
   keepAliveMs: number;
+  observer?: StreamObserver | undefined;
+}
+
+/** What the Durable Streams routes report (the relay turns it into Prometheus metrics). */
+export interface StreamObserver {
+  /** A request answered (SSE: when its stream ends), with its status. */
+  answered?(method: string, status: number): void;
+  /** Bytes of POST/PUT bodies accepted for appending. */
+  bodyBytes?(bytes: number): void;
+  /** A live reader (long-poll or SSE) started (+1) or ended (-1). */
+  liveReaders?(mode: 'long-poll' | 'sse', delta: 1 | -1): void;
 }
 
 export interface LiveRequest {
@@ -37,11 +48,13 @@ export async function longPoll(req: FastifyRequest, reply: FastifyReply, opts: L
   const gone = (): void => reader.close();
   req.raw.once('close', gone);
   let events: TimelineEvent[];
+  opts.observer?.liveReaders?.('long-poll', 1);
   try {
     events = await reader.next(BATCH, { endAtClose: true });
   } finally {
     clearTimeout(timer);
     req.raw.off('close', gone);
+    opts.observer?.liveReaders?.('long-poll', -1);
   }
   const next = r.after + events.length;
   const closedAtEnd = reader.atClosedEnd;
@@ -74,6 +87,7 @@ export async function serveSse(req: FastifyRequest, reply: FastifyReply, opts: L
   reply.hijack();
   res.writeHead(200, headers);
   res.flushHeaders();
+  opts.observer?.liveReaders?.('sse', 1);
 
   let open = true;
   const stop = (): void => {
@@ -137,6 +151,9 @@ export async function serveSse(req: FastifyRequest, reply: FastifyReply, opts: L
     clearInterval(keepAlive);
     reader.close();
     if (!res.writableEnded) res.end();
+    opts.observer?.liveReaders?.('sse', -1);
+    // A hijacked reply skips fastify's onResponse hook: count it here.
+    opts.observer?.answered?.('GET', 200);
   }
   return reply;
 }

@@ -5,7 +5,7 @@ import type { AppendInput, AppendResult, Timeline } from '../../timeline/index.j
 import { nextCursor } from './cursor.js';
 import { ALLOWED_HEADERS, EXPOSED_HEADERS, H, header, httpOffset, isTrue, mediaType, parseCount, parseHttpOffset, parseProducer, parseTimestamp } from './headers.js';
 import { longPoll, serveSse } from './live-read.js';
-import type { LiveReadOptions } from './live-read.js';
+import type { LiveReadOptions, StreamObserver } from './live-read.js';
 import { StreamAccess } from './stream-access.js';
 import type { StreamAccessMode, StreamAuth } from './stream-access.js';
 import { bodyToEvents, eventSize, modeOf, readBody, readContentType } from './stream-format.js';
@@ -28,6 +28,8 @@ export interface HttpStreamOptions {
   sseKeepAliveMs: number;
   /** Most bytes of events one catch-up response carries (it is then not up to date). */
   maxReadBytes?: number;
+  /** Told of every answer, appended body and live reader (metrics). */
+  observer?: StreamObserver | undefined;
 }
 
 const MAX_READ_EVENTS = 1024;
@@ -39,7 +41,7 @@ const MAX_READ_EVENTS = 1024;
  */
 export async function registerStreamRoutes(app: FastifyInstance, opts: HttpStreamOptions): Promise<void> {
   const streams = new StreamService(opts.timeline);
-  const live: LiveReadOptions = { timeline: opts.timeline, longPollMs: opts.longPollMs, keepAliveMs: opts.sseKeepAliveMs };
+  const live: LiveReadOptions = { timeline: opts.timeline, longPollMs: opts.longPollMs, keepAliveMs: opts.sseKeepAliveMs, observer: opts.observer };
   const maxReadBytes = opts.maxReadBytes ?? 1024 * 1024;
 
   await app.register(async (scope) => {
@@ -58,6 +60,14 @@ export async function registerStreamRoutes(app: FastifyInstance, opts: HttpStrea
       }
       done();
     });
+    const observer = opts.observer;
+    if (observer?.answered) {
+      const answered = observer.answered.bind(observer);
+      scope.addHook('onResponse', (req, reply, done) => {
+        answered(req.method, reply.statusCode);
+        done();
+      });
+    }
 
     scope.options(`${STREAM_PREFIX}*`, async (req, reply) => {
       reply.header('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, DELETE, OPTIONS');
@@ -208,6 +218,7 @@ export async function registerStreamRoutes(app: FastifyInstance, opts: HttpStrea
     const results = await opts.timeline.append(id, inputs);
     const failed = results.find((r): r is Extract<AppendResult, { ok: false }> => !r.ok);
     if (failed) return refuse(reply, id, failed.error, failed.current, requested?.seq);
+    opts.observer?.bodyBytes?.(body.length);
     const first = results[0] as Extract<AppendResult, { ok: true }>;
     reply.header(H.nextOffset, httpOffset(lastOffset(results, 0)));
     if (close) reply.header(H.closed, 'true');
