@@ -35,6 +35,11 @@ import { processCpuMs } from '../lib/proc-cpu.js';
  *   `--messages` small messages at `--rate` per second; latency from the POST being sent to each
  *   reader parsing the event. Every reader must get every message once, in order (integrity).
  *
+ * A third server takes part in the append phases only: `node-http-noop`, a bare `node:http`
+ * server that reads each body and answers, storing nothing (baselines/http-noop-server). It is the
+ * ceiling of any server built on Node's HTTP module on this machine under the same load, so the
+ * run shows how far above the reference that ceiling lies.
+ *
  * Ratios are relay / reference: below 1 is better for latencies, above 1 for rates.
  */
 
@@ -57,6 +62,8 @@ interface Target {
   name: string;
   url: string;
   child: ChildServer;
+  /** Takes part in the append phases only (the no-op ceiling has no streams to read). */
+  appendsOnly?: boolean;
 }
 
 interface TargetResults {
@@ -238,8 +245,9 @@ async function measureBoth(targets: readonly Target[], cfg: HttpBenchConfig, ctx
   const outs: TargetResults[] = targets.map(() => ({ results: {}, curves: {}, integrity: new IntegrityTracker(), notes: [] }));
   // A fresh keep-alive pool per phase and server: a socket left idle through the other server's
   // phase may be closed by its server's keep-alive timeout just as it is reused.
-  const each = async (fn: (t: Target, agent: HttpAgentType, out: TargetResults) => Promise<void>): Promise<void> => {
+  const each = async (fn: (t: Target, agent: HttpAgentType, out: TargetResults) => Promise<void>, appendPhase = true): Promise<void> => {
     for (let i = 0; i < targets.length; i++) {
+      if (!appendPhase && targets[i]!.appendsOnly) continue;
       const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
       try {
         await fn(targets[i]!, agent, outs[i]!);
@@ -277,7 +285,7 @@ async function measureBoth(targets: readonly Target[], cfg: HttpBenchConfig, ctx
         out.results[`sse_${readers}_ms`] = sse.latency.summary();
         out.curves[`sse_${readers}_ms`] = sse.latency.curve();
         if (!sse.complete) out.notes.push(`${t.name}: not every SSE reader got every message within 30 s`);
-      });
+      }, false);
       base += readers;
     }
     return outs;
@@ -288,17 +296,20 @@ export async function runHttpBench(cfg: HttpBenchConfig, ctx: ScenarioContext): 
   ctx.progress(`http: starting the relay (store ${cfg.store}, --streams open) and the reference server (@durable-streams/server, in memory) as child processes`);
   const relay = await launchRelay({ store: cfg.store, extraArgs: ['--streams', 'open'] });
   let reference: ChildServer | undefined;
+  let noop: ChildServer | undefined;
   try {
     reference = await startChild({ name: 'ds-reference', script: modulePath('native-free-bench/baselines/ds-reference-server'), args: [] });
+    noop = await startChild({ name: 'node-http-noop', script: modulePath('native-free-bench/baselines/http-noop-server'), args: [] });
     const loadBefore = loadavg()[0]!.toFixed(2);
-    const [ours, theirs] = (await measureBoth(
+    const [ours, theirs, ceiling] = (await measureBoth(
       [
         { name: 'relay', url: relay.url, child: relay.child },
         { name: 'ds-reference', url: reference.url, child: reference },
+        { name: 'node-http-noop', url: noop.url, child: noop, appendsOnly: true },
       ],
       cfg,
       ctx,
-    )) as [TargetResults, TargetResults];
+    )) as [TargetResults, TargetResults, TargetResults];
     const loads = [`run: ${loadBefore}`, `end: ${loadavg()[0]!.toFixed(2)}`];
     const ratios: Record<string, number | null> = {};
     for (const metric of Object.keys(ours.results)) {
@@ -307,10 +318,18 @@ export async function runHttpBench(cfg: HttpBenchConfig, ctx: ScenarioContext): 
     const integrity = ours.integrity.report();
     const refIntegrity = theirs.integrity.report();
     const ok = integrityOk(integrity, ours.integrity.unexpected) && !ours.notes.some((n) => /failed|not every/.test(n));
-    const notes = [...ours.notes, ...theirs.notes];
+    const notes = [...ours.notes, ...theirs.notes, ...ceiling.notes];
     const small = ratios['append_small_rate_p50'];
     const large = ratios['append_1mb_rate_p50'];
     notes.push(`goal ≥ 2× the reference's append throughput: small ${small}×, 1 MiB ${large}×`);
+    const ceilingRatio = (metric: string): number | null => {
+      const a = ceiling.results[metric]?.p50;
+      const b = theirs.results[metric]?.p50;
+      return a !== undefined && b ? Math.round((a / b) * 100) / 100 : null;
+    };
+    notes.push(
+      `ceiling: a no-op node:http server under the same load answers ${ceiling.results['append_small_rate']?.p50 ?? '?'} small appends/s (${ceilingRatio('append_small_rate')}× the reference) and ${ceiling.results['append_1mb_rate']?.p50 ?? '?'} 1 MiB appends/s (${ceilingRatio('append_1mb_rate')}×)`,
+    );
     for (const n of cfg.subscribers) notes.push(`goal ≤ ½ the reference's p99, ${n} SSE reader(s): ${ratios[`sse_${n}_ms_p99`]}×`);
     notes.push(`reference integrity: sent ${refIntegrity.sent}, delivered ${refIntegrity.delivered}, lost ${refIntegrity.lost}, duplicated ${refIntegrity.duplicated}, reordered ${refIntegrity.reordered}`);
     notes.push(`1-minute load average (${cpus().length} CPUs): ${loads.join(', ')}`);
@@ -333,16 +352,17 @@ export async function runHttpBench(cfg: HttpBenchConfig, ctx: ScenarioContext): 
           baseline: '@durable-streams/server 0.3.7 DurableStreamTestServer (memory, compression off)',
         },
         results: ours.results,
-        baselines: { 'ds-reference': theirs.results },
+        baselines: { 'ds-reference': theirs.results, 'node-http-noop': ceiling.results },
         ratios,
         integrity,
       },
-      curves: { relay: ours.curves, 'ds-reference': theirs.curves },
-      series: ['relay', 'ds-reference'],
+      curves: { relay: ours.curves, 'ds-reference': theirs.curves, 'node-http-noop': ceiling.curves },
+      series: ['relay', 'ds-reference', 'node-http-noop'],
       ok,
       notes,
     };
   } finally {
+    await noop?.stop();
     await reference?.stop();
     await relay.stop();
   }

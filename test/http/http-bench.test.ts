@@ -1,6 +1,6 @@
 /**
  * `lifeline bench http` end to end at a tiny size: the documented JSON shape, both servers
- * measured, every SSE reader got every message once and in order. No timing is asserted.
+ * measured (and the no-op node:http ceiling in the append phases), every SSE reader got every message once and in order. No timing is asserted.
  */
 import { describe, expect, it } from 'vitest';
 import { checkBenchJson } from '../../native-free-bench/lib/result.js';
@@ -21,6 +21,9 @@ describe('lifeline bench http', () => {
       expect(json.results[m]?.n, m).toBeGreaterThan(0);
       expect(json.baselines['ds-reference']?.[m]?.n, m).toBeGreaterThan(0);
     }
+    // The no-op node:http ceiling takes part in the append phases only.
+    for (const m of ['append_small_rate', 'append_1mb_rate']) expect(json.baselines['node-http-noop']?.[m]?.n, m).toBe(1);
+    expect(json.baselines['node-http-noop']?.['sse_1_ms']).toBeUndefined();
     expect(json.results['sse_20_ms']!.n).toBe(100);
     for (const k of ['append_small_rate_p50', 'sse_1_ms_p99', 'sse_20_ms_p99']) expect(typeof json.ratios[k]).toBe('number');
     expect(json.integrity).toEqual({ sent: 105, delivered: 105, lost: 0, duplicated: 0, reordered: 0 });
