@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { RELAY_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { ANY_SESSION, mintToken } from '../../src/protocol/index.js';
 import { COMPILED, modulePath, startChild, tempDir } from './children.js';
 import type { ChildServer } from './children.js';
@@ -14,6 +15,8 @@ export interface RelayLaunchOptions {
   extraArgs?: string[];
   /** Extra flags for the relay's node process, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
   nodeFlags?: string[];
+  /** Leave out RELAY_NODE_FLAGS (the V8 flags `npm start` runs the relay with). */
+  plainNode?: boolean;
 }
 
 /** A relay running as a child process on 127.0.0.1, with what a scenario needs to use it. */
@@ -23,6 +26,8 @@ export interface RelayUnderTest {
   readonly sqliteSync: 'full' | 'normal' | undefined;
   /** `source (tsx)` or `dist`: which build of the relay runs. */
   readonly build: string;
+  /** The V8/Node flags the relay process runs with. */
+  readonly nodeFlags: readonly string[];
   readonly child: ChildServer;
   /** Creates a session through the HTTP API (admin token); resolves with its id. */
   createSession(body?: Record<string, unknown>): Promise<string>;
@@ -44,9 +49,11 @@ export async function launchRelay(opts: RelayLaunchOptions): Promise<RelayUnderT
   const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--store', storeSpec, '--secret', secret, '--log-level', 'error'];
   if (sqliteSync) args.push('--sqlite-sync', sqliteSync);
   args.push(...(opts.extraArgs ?? []));
+  // The relay runs as `npm start` runs it: with RELAY_NODE_FLAGS, unless asked otherwise.
+  const nodeFlags = [...(opts.plainNode ? [] : RELAY_NODE_FLAGS), ...(opts.nodeFlags ?? [])];
   let child: ChildServer;
   try {
-    child = await startChild({ name: 'relay', script: modulePath('src/cli/main'), args, ...(opts.nodeFlags ? { nodeFlags: opts.nodeFlags } : {}) });
+    child = await startChild({ name: 'relay', script: modulePath('src/cli/main'), args, nodeFlags });
   } catch (err) {
     tmp?.remove();
     throw err;
@@ -58,6 +65,7 @@ export async function launchRelay(opts: RelayLaunchOptions): Promise<RelayUnderT
     store: opts.store,
     sqliteSync,
     build: COMPILED ? 'dist' : 'source (tsx)',
+    nodeFlags,
     child,
     async createSession(body = {}) {
       const res = await fetch(`${child.url}/v1/sessions`, {

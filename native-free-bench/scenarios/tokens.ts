@@ -46,6 +46,8 @@ export interface TokensConfig {
   store: StoreKind;
   /** SQLite fsync policy of the relay (sqlite store only; default full). */
   sqliteSync?: 'full' | 'normal' | undefined;
+  /** Run the relay without RELAY_NODE_FLAGS (V8's defaults), to see what they change. */
+  plainNode?: boolean | undefined;
   transport: TokensTransport;
   /** Where the relay child writes its CPU profile (node --cpu-prof), if anywhere. */
   cpuProf?: string | undefined;
@@ -72,11 +74,12 @@ export function relayArgs(transport: TokensTransport): string[] {
 export async function launchRelayAndForwarder(opts: {
   store: StoreKind;
   sqliteSync?: 'full' | 'normal' | undefined;
+  plainNode?: boolean | undefined;
   transport: TokensTransport;
   cpuProf?: string | undefined;
 }): Promise<{ relay: RelayUnderTest; echo: WeriftEchoBaseline | WsEchoBaseline }> {
   const [relayStart, echoStart] = await Promise.allSettled([
-    launchRelay({ store: opts.store, ...(opts.sqliteSync ? { sqliteSync: opts.sqliteSync } : {}), extraArgs: relayArgs(opts.transport), ...(opts.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] } : {}) }),
+    launchRelay({ store: opts.store, ...(opts.sqliteSync ? { sqliteSync: opts.sqliteSync } : {}), ...(opts.plainNode ? { plainNode: true } : {}), extraArgs: relayArgs(opts.transport), ...(opts.cpuProf ? { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] } : {}) }),
     opts.transport === 'webrtc' ? launchWeriftEcho() : launchWsEcho(),
   ]);
   if (relayStart.status === 'fulfilled' && echoStart.status === 'fulfilled') return { relay: relayStart.value, echo: echoStart.value };
@@ -216,6 +219,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
           warmup: cfg.warmup,
           store: cfg.store,
           sqliteSync: relay.sqliteSync ?? null,
+          relayNodeFlags: relay.nodeFlags.join(' '),
           transport: cfg.transport,
           agentTransport: 'ws',
           payloadBytes,
@@ -256,6 +260,7 @@ export const tokensScenario: Scenario = {
       .option('--drain <s>', 'longest wait for undelivered tokens at the end', decimal(0.1, 120), 5)
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
       .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('full'))
+      .option('--plain-node', "run the relay with V8's defaults, without the flags npm start gives it (src/cli/node-flags.ts)")
       .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
   },
@@ -269,6 +274,7 @@ export const tokensScenario: Scenario = {
         drain: options['drain'] as number,
         store: options['store'] as StoreKind,
         sqliteSync: options['sqliteSync'] as 'full' | 'normal',
+        plainNode: options['plainNode'] === true,
         transport: options['transport'] as TokensTransport,
         cpuProf: typeof options['cpuProf'] === 'string' ? options['cpuProf'] : undefined,
       },
