@@ -1,14 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LifelineSession, TimelineEvent } from '../../src/sdk/index.js';
 import { AgentSpeaker } from '../../src/sdk/audio/speaker.js';
 import type { PlaybackReport } from '../../src/sdk/audio/control.js';
 import { SpeechPlayer } from '../../src/sdk/audio/player.js';
 import type { SkippedSpeech } from '../../src/sdk/audio/player.js';
-import { startRelay } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
-import { LOOPBACK } from '../support/rtc.js';
 import { waitFor } from '../support/wait.js';
-import { opusTone, rtcSession } from './helpers.js';
+import { opusTone, rtcRelayPerTest, rtcSession } from './helpers.js';
 
 interface Device {
   session: LifelineSession;
@@ -20,22 +17,11 @@ interface Device {
 }
 
 describe('barge-in', () => {
-  let r: TestRelay;
-  let sid: string;
-  const sessions: LifelineSession[] = [];
-
-  beforeEach(async () => {
-    r = await startRelay({ rtcIceHosts: LOOPBACK });
-    sid = await r.createSession();
-  });
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await r.close();
-  });
+  const fx = rtcRelayPerTest();
 
   async function device(): Promise<Device> {
-    const session = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(session);
+    const session = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(session);
     const player = new SpeechPlayer(session);
     const d: Device = { session, player, played: [], seqs: [] };
     player.on('play', (f, turn) => d.played.push({ seq: f.rtpSeq, turn }));
@@ -47,8 +33,8 @@ describe('barge-in', () => {
   }
 
   it('an interrupt stops playback on two devices, and each reports exactly what it played', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    sessions.push(agent);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    fx.sessions.push(agent);
     const speaker = new AgentSpeaker(agent);
     const reports: PlaybackReport[] = [];
     speaker.on('playback', (p) => reports.push(p));
@@ -89,11 +75,11 @@ describe('barge-in', () => {
   });
 
   it('a device cut off from the timeline replays a short gap and skips a long one, with its transcript', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    sessions.push(agent);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    fx.sessions.push(agent);
     const speaker = new AgentSpeaker(agent);
-    const reader = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(reader);
+    const reader = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(reader);
     // The device joins late: the turn's audio is already in the timeline, as after a blip.
     const packets = opusTone(16000, 440, 1500);
     const speaking = speaker.speak(packets, { turn: 'turn-2' });
@@ -102,8 +88,8 @@ describe('barge-in', () => {
       await new Promise((resolve) => setTimeout(resolve, 150));
     }
     await speaking;
-    const late = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(late);
+    const late = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(late);
     const player = new SpeechPlayer(late, { replayUpToMs: 400 });
     const skipped: SkippedSpeech[] = [];
     const played: number[] = [];

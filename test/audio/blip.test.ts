@@ -1,40 +1,28 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect } from '../../src/sdk/index.js';
-import type { LifelineSession, StateChange } from '../../src/sdk/index.js';
+import type { StateChange } from '../../src/sdk/index.js';
 import { AudioPublisher } from '../../src/sdk/audio/publisher.js';
 import { AudioReceiver } from '../../src/sdk/audio/receiver.js';
 import type { ReceivedAudio } from '../../src/sdk/audio/receiver.js';
 import { proxiedRtc } from '../support/proxied-rtc.js';
 import type { ProxiedRtc } from '../support/proxied-rtc.js';
-import { startRelay } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
-import { LOOPBACK } from '../support/rtc.js';
+import { metric, scrape } from '../support/http.js';
 import { waitFor } from '../support/wait.js';
-import { metric, opusTone, rtcSession } from './helpers.js';
+import { opusTone, rtcRelayPerTest, rtcSession } from './helpers.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 describe('audio spoken during a blackhole of the path', () => {
-  let r: TestRelay;
-  let sid: string;
   let path: ProxiedRtc;
-  const sessions: LifelineSession[] = [];
-
-  beforeEach(async () => {
-    r = await startRelay({ rtcIceHosts: LOOPBACK });
-    sid = await r.createSession();
+  const fx = rtcRelayPerTest(() => {
     path = proxiedRtc();
-  });
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await path.close();
-    await r.close();
+    return () => path.close();
   });
 
   it('a lossy path (3 % of datagrams dropped each way) loses no frame: the relay asks for gaps again (NACK)', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const user = await connect({ url: r.url, token: await r.token(sid, 'alice', 'user'), transport: path.transport });
-    sessions.push(agent, user);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const user = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'alice', 'user'), transport: path.transport });
+    fx.sessions.push(agent, user);
     const heard: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user' }).onFrame((f) => heard.push(f));
     for (const proxy of path.proxies) proxy.impair({ loss: 0.03 });
@@ -48,8 +36,8 @@ describe('audio spoken during a blackhole of the path', () => {
     expect([...seqs].sort((a, b) => a - b)).toEqual(Array.from({ length: packets.length }, (_, i) => firstSeq + i));
     const dropped = path.proxies.reduce((n, p) => n + p.stats().upstream.dropped.loss, 0);
     expect(dropped).toBeGreaterThan(0);
-    expect(await metric(r.url, 'lifeline_rtp_missing_total')).toBeGreaterThan(0);
-    expect(await metric(r.url, 'lifeline_rtp_lost_total')).toBe(0);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_missing_total')).toBeGreaterThan(0);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_lost_total')).toBe(0);
     mic.close();
   });
 
@@ -58,9 +46,9 @@ describe('audio spoken during a blackhole of the path', () => {
     { name: 'healed by a full reconnect', outageMs: 2500, healed: 'resumed' as const },
   ]) {
     it(`reaches the agent after recovery, late, each frame once (${blip.name})`, async () => {
-      const agent = await rtcSession(r, sid, 'bot', 'agent');
-      const user = await connect({ url: r.url, token: await r.token(sid, 'alice', 'user'), transport: path.transport, restartTimeoutMs: 1500 });
-      sessions.push(agent, user);
+      const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+      const user = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'alice', 'user'), transport: path.transport, restartTimeoutMs: 1500 });
+      fx.sessions.push(agent, user);
       const states: StateChange[] = [];
       user.on('state', (c) => states.push(c));
       const heard: ReceivedAudio[] = [];
@@ -97,7 +85,7 @@ describe('audio spoken during a blackhole of the path', () => {
       expect(before.filter((f) => !f.late).length).toBeGreaterThanOrEqual(before.length * 0.8);
       expect(mic.stats.resent).toBeGreaterThanOrEqual(outage.length);
       // The relay dropped the resent frames it already had as duplicates, not as anything else.
-      expect(await metric(r.url, 'lifeline_rtp_dropped_total', { reason: 'malformed' })).toBe(0);
+      expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total', { reason: 'malformed' })).toBe(0);
       mic.close();
     });
   }

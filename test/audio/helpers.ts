@@ -3,6 +3,8 @@ import type { ClientTransport, LifelineSession } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
 import { OpusEncoder } from '../../src/sdk/audio/opus.js';
 import type { PcmRate } from '../../src/sdk/audio/opus.js';
+import { afterEach, beforeEach } from 'vitest';
+import { startRelay } from '../support/relay.js';
 import type { TestRelay } from '../support/relay.js';
 import { LOOPBACK } from '../support/rtc.js';
 
@@ -85,16 +87,31 @@ export async function rtcSession(
   });
 }
 
-/** Reads a counter of the relay's /metrics text (sum over label sets matching `labels`). */
-export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^(\w+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const lbl = m[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) sum += Number(m[3]);
-  }
-  return sum;
+/** What the audio suites share per test: an in-process relay (ICE on loopback) and one session. */
+export interface RtcRelayFixture {
+  readonly r: TestRelay;
+  readonly sid: string;
+  /** Client sessions to close after the test. */
+  readonly sessions: LifelineSession[];
+}
+
+/**
+ * Registers, in the calling describe block, a fresh relay and session before each test and their
+ * clean-up after it (the sessions pushed to `sessions` are closed, then the relay). `extra` runs
+ * right after the relay is up, its returned function right before the relay closes.
+ */
+export function rtcRelayPerTest(extra?: () => () => Promise<void>): RtcRelayFixture {
+  const fx = { r: undefined as unknown as TestRelay, sid: '', sessions: [] as LifelineSession[] };
+  let undo: (() => Promise<void>) | undefined;
+  beforeEach(async () => {
+    fx.r = await startRelay({ rtcIceHosts: LOOPBACK });
+    fx.sid = await fx.r.createSession();
+    undo = extra?.();
+  });
+  afterEach(async () => {
+    for (const s of fx.sessions.splice(0)) s.close();
+    await undo?.();
+    await fx.r.close();
+  });
+  return fx;
 }

@@ -1,17 +1,16 @@
 import { RtpHeader } from 'werift';
 import type { RTCPeerConnection } from 'werift';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect, wsTransport } from '../../src/sdk/index.js';
 import type { ClientLink, ClientTransport, LifelineSession } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
 import { AudioPublisher } from '../../src/sdk/audio/publisher.js';
 import { AudioReceiver } from '../../src/sdk/audio/receiver.js';
 import type { ReceivedAudio } from '../../src/sdk/audio/receiver.js';
-import { startRelay } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
+import { metric, scrape } from '../support/http.js';
 import { LOOPBACK } from '../support/rtc.js';
 import { waitFor } from '../support/wait.js';
-import { metric, opusTone, rtcSession } from './helpers.js';
+import { opusTone, rtcRelayPerTest, rtcSession } from './helpers.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -32,23 +31,12 @@ function capturingTransport(): ClientTransport & { pcs: RTCPeerConnection[] } {
 }
 
 describe('audio in the timeline', () => {
-  let r: TestRelay;
-  let sid: string;
-  const sessions: LifelineSession[] = [];
-
-  beforeEach(async () => {
-    r = await startRelay({ rtcIceHosts: LOOPBACK });
-    sid = await r.createSession();
-  });
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await r.close();
-  });
+  const fx = rtcRelayPerTest();
 
   it('a replacement reader starting mid-utterance gets the audio from that point, frame-exact', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const user = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(agent, user);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const user = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(agent, user);
     const heard: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user' }).onFrame((f) => heard.push(f));
     const packets = opusTone(48000, 300, 1000);
@@ -60,8 +48,8 @@ describe('audio in the timeline', () => {
     // The first agent handled frames 0..19 and committed the offset of frame 19; its
     // replacement (over WebSocket, to show the transport does not matter) resumes after it.
     const cut = 19;
-    const replacement = await connect({ url: r.url, token: await r.token(sid, 'bot2', 'agent'), transport: wsTransport(), resume: heard[cut]!.offset! });
-    sessions.push(replacement);
+    const replacement = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'bot2', 'agent'), transport: wsTransport(), resume: heard[cut]!.offset! });
+    fx.sessions.push(replacement);
     const resumed: ReceivedAudio[] = [];
     new AudioReceiver(replacement, { from: 'user' }).onFrame((f) => resumed.push(f));
     await waitFor(() => resumed.length === packets.length - cut - 1);
@@ -73,9 +61,9 @@ describe('audio in the timeline', () => {
   });
 
   it('a device on WebSocket (no media) publishes its microphone as appends, each frame once', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const user = await connect({ url: r.url, token: await r.token(sid, 'alice', 'user'), transport: wsTransport() });
-    sessions.push(agent, user);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const user = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'alice', 'user'), transport: wsTransport() });
+    fx.sessions.push(agent, user);
     expect(user.media).toBeUndefined();
     const heard: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user' }).onFrame((f) => heard.push(f));
@@ -93,10 +81,10 @@ describe('audio in the timeline', () => {
   });
 
   it("an agent's speech reaches every device of the user, live and in the timeline", async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const phone = await rtcSession(r, sid, 'alice', 'user');
-    const laptop = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(agent, phone, laptop);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const phone = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    const laptop = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(agent, phone, laptop);
     const got = new Map<LifelineSession, { rtp: ReceivedAudio[]; timeline: ReceivedAudio[] }>();
     for (const d of [phone, laptop]) {
       const g = { rtp: [] as ReceivedAudio[], timeline: [] as ReceivedAudio[] };
@@ -118,10 +106,10 @@ describe('audio in the timeline', () => {
   });
 
   it('a session with recording off forwards audio live but writes none to the timeline', async () => {
-    const quiet = await r.createSession({ metadata: { recordAudio: false } });
-    const agent = await rtcSession(r, quiet, 'bot', 'agent');
-    const user = await rtcSession(r, quiet, 'alice', 'user');
-    sessions.push(agent, user);
+    const quiet = await fx.r.createSession({ metadata: { recordAudio: false } });
+    const agent = await rtcSession(fx.r, quiet, 'bot', 'agent');
+    const user = await rtcSession(fx.r, quiet, 'alice', 'user');
+    fx.sessions.push(agent, user);
     const live: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user', source: 'rtp' }).onFrame((f) => live.push(f));
     const packets = opusTone(16000, 440, 200);
@@ -131,16 +119,16 @@ describe('audio in the timeline', () => {
     await waitFor(() => live.length === packets.length);
     await user.sendText('done');
     await user.flush();
-    const stored = await r.relay.timeline.store.read(quiet, 0, 1000);
+    const stored = await fx.r.relay.timeline.store.read(quiet, 0, 1000);
     expect(stored.map((e) => e.kind)).toEqual(['text.delta']);
     mic.close();
   });
 
   it('malformed RTP, unknown payload types, oversized frames and duplicates are dropped and counted; the relay carries on', async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
     const transport = capturingTransport();
-    const user = await rtcSession(r, sid, 'alice', 'user', { transport });
-    sessions.push(agent, user);
+    const user = await rtcSession(fx.r, fx.sid, 'alice', 'user', { transport });
+    fx.sessions.push(agent, user);
     const heard: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user' }).onFrame((f) => heard.push(f));
 
@@ -160,11 +148,11 @@ describe('audio in the timeline', () => {
     await raw(opusPt, new Uint8Array([0x01, 0x01])); // code 1 (two equal frames) with an odd length: not Opus
     await raw(opusPt, new Uint8Array(0)); // empty
 
-    await waitFor(async () => (await metric(r.url, 'lifeline_rtp_dropped_total')) >= 6, { message: 'drops counted' });
-    expect(await metric(r.url, 'lifeline_rtp_dropped_total', { reason: 'duplicate' })).toBe(1);
-    expect(await metric(r.url, 'lifeline_rtp_dropped_total', { reason: 'unknown-payload-type' })).toBe(1);
-    expect(await metric(r.url, 'lifeline_rtp_dropped_total', { reason: 'oversized' })).toBe(1);
-    expect(await metric(r.url, 'lifeline_rtp_dropped_total', { reason: 'malformed' })).toBe(3);
+    await waitFor(async () => (metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total')) >= 6, { message: 'drops counted' });
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total', { reason: 'duplicate' })).toBe(1);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total', { reason: 'unknown-payload-type' })).toBe(1);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total', { reason: 'oversized' })).toBe(1);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total', { reason: 'malformed' })).toBe(3);
 
     // The relay carries on: real audio after the junk goes through, and only the one valid frame
     // of the junk burst was recorded.
@@ -174,13 +162,13 @@ describe('audio in the timeline', () => {
     await waitFor(() => heard.length === 1 + good.length - 2);
     expect(hex(heard[0]!.payload)).toBe(hex(good[0]!));
     expect(heard.slice(1).map((f) => hex(f.payload))).toEqual(good.slice(2).map(hex));
-    expect(await metric(r.url, 'lifeline_audio_frames_recorded_total')).toBe(heard.length);
+    expect(metric(await scrape(fx.r.url), 'lifeline_audio_frames_recorded_total')).toBe(heard.length);
     mic.close();
   });
 
   it("a device's new connection with fresh RTP numbering (as a browser makes after a drop) is recorded, not dropped as old", async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    sessions.push(agent);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    fx.sessions.push(agent);
     const heard: ReceivedAudio[] = [];
     new AudioReceiver(agent, { from: 'user' }).onFrame((f) => heard.push(f));
     const frames = opusTone(48000, 440, 400); // 20 frames
@@ -196,17 +184,17 @@ describe('audio in the timeline', () => {
     };
     // First connection: numbering near 40,000.
     const first = capturingTransport();
-    const tab1 = await rtcSession(r, sid, 'alice', 'user', { transport: first, device: 'tab-1' });
+    const tab1 = await rtcSession(fx.r, fx.sid, 'alice', 'user', { transport: first, device: 'tab-1' });
     await sendRaw(first, 40_000, 1_000_000, frames.slice(0, 10));
     await waitFor(() => heard.length === 10, { message: 'first connection recorded' });
     tab1.close();
     // The same device again, on a new peer connection: a new SSRC, numbering far "behind".
     const second = capturingTransport();
-    const tab1Again = await rtcSession(r, sid, 'alice', 'user', { transport: second, device: 'tab-1' });
-    sessions.push(tab1Again);
+    const tab1Again = await rtcSession(fx.r, fx.sid, 'alice', 'user', { transport: second, device: 'tab-1' });
+    fx.sessions.push(tab1Again);
     await sendRaw(second, 100, 77_777, frames.slice(10));
     await waitFor(() => heard.length === 20, { message: 'second connection recorded too' });
     expect(heard.map((f) => hex(f.payload))).toEqual(frames.map(hex));
-    expect(await metric(r.url, 'lifeline_rtp_dropped_total')).toBe(0);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_dropped_total')).toBe(0);
   });
 });

@@ -1,17 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LifelineSession } from '../../src/sdk/index.js';
+import { describe, expect, it } from 'vitest';
 import { AudioPublisher } from '../../src/sdk/audio/publisher.js';
 import { AudioReceiver } from '../../src/sdk/audio/receiver.js';
 import type { ReceivedAudio } from '../../src/sdk/audio/receiver.js';
 import { OpusEncoder, PcmDecoder } from '../../src/sdk/audio/opus.js';
-import { startRelay, tempDir } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
-import { LOOPBACK } from '../support/rtc.js';
+import { tempDir } from '../support/relay.js';
 import { waitFor } from '../support/wait.js';
-import { concat, dominantHz, opusTone, rms, rtcSession, tone } from './helpers.js';
+import { concat, dominantHz, opusTone, rms, rtcRelayPerTest, rtcSession, tone } from './helpers.js';
 
 /** Speech from espeak-ng (a WAV file: 16-bit mono, 22,050 Hz), resampled linearly to `rate`. */
 function espeak(text: string, rate: number): Int16Array {
@@ -79,23 +76,12 @@ async function decode(frames: ReceivedAudio[], skip = 5): Promise<Int16Array> {
 }
 
 describe('audio through the relay (real Opus)', () => {
-  let r: TestRelay;
-  let sid: string;
-  const sessions: LifelineSession[] = [];
-
-  beforeEach(async () => {
-    r = await startRelay({ rtcIceHosts: LOOPBACK });
-    sid = await r.createSession();
-  });
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await r.close();
-  });
+  const fx = rtcRelayPerTest();
 
   it("a user's 440 Hz tone reaches the agent by the timeline and by RTP with its frequency and energy", async () => {
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const user = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(agent, user);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const user = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(agent, user);
     const fromTimeline: ReceivedAudio[] = [];
     const fromRtp: ReceivedAudio[] = [];
     const viaTimeline = new AudioReceiver(agent, { from: 'user' });
@@ -144,9 +130,9 @@ describe('audio through the relay (real Opus)', () => {
     const encoder = new OpusEncoder(rate);
     const packets = encoder.encodeAll(speech);
     encoder.close();
-    const agent = await rtcSession(r, sid, 'bot', 'agent');
-    const user = await rtcSession(r, sid, 'alice', 'user');
-    sessions.push(agent, user);
+    const agent = await rtcSession(fx.r, fx.sid, 'bot', 'agent');
+    const user = await rtcSession(fx.r, fx.sid, 'alice', 'user');
+    fx.sessions.push(agent, user);
     const decoder = await PcmDecoder.create(rate);
     const decoded: Int16Array[] = [];
     const receiver = new AudioReceiver(agent, { from: 'user' });

@@ -1,12 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connect } from '../../src/sdk/index.js';
-import type { LifelineSession, RtpFrame } from '../../src/sdk/index.js';
+import type { RtpFrame } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
-import { startRelay } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
+import { metric, scrape } from '../support/http.js';
 import { LOOPBACK } from '../support/rtc.js';
 import { waitFor } from '../support/wait.js';
-import { metric } from './helpers.js';
+import { rtcRelayPerTest } from './helpers.js';
 
 /** A VP8 RTP payload: descriptor (S=1, PID 0) and the start of a key frame (the relay never looks inside). */
 function vp8Payload(i: number, size = 900): Uint8Array {
@@ -23,24 +22,13 @@ function vp8Payload(i: number, size = 900): Uint8Array {
 }
 
 describe('video pass-through', () => {
-  let r: TestRelay;
-  let sid: string;
-  const sessions: LifelineSession[] = [];
-
-  beforeEach(async () => {
-    r = await startRelay({ rtcIceHosts: LOOPBACK });
-    sid = await r.createSession();
-  });
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await r.close();
-  });
+  const fx = rtcRelayPerTest();
 
   it("a user's VP8 reaches the agent untouched, and the agent's keyframe requests reach the user; nothing is recorded", async () => {
     const transport = webrtcTransport({ iceHosts: LOOPBACK, video: true });
-    const agent = await connect({ url: r.url, token: await r.token(sid, 'bot', 'agent'), transport });
-    const user = await connect({ url: r.url, token: await r.token(sid, 'alice', 'user'), transport });
-    sessions.push(agent, user);
+    const agent = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'bot', 'agent'), transport });
+    const user = await connect({ url: fx.r.url, token: await fx.r.token(fx.sid, 'alice', 'user'), transport });
+    fx.sessions.push(agent, user);
     const got: RtpFrame[] = [];
     agent.media!.onPacket((kind, p) => kind === 'video' && got.push(p));
     let keyframeRequests = 0;
@@ -62,8 +50,8 @@ describe('video pass-through', () => {
     await waitFor(() => keyframeRequests >= 1, { message: 'PLI forwarded to the user' });
 
     // Video is not recorded: the timeline holds no media events.
-    const stored = await r.relay.timeline.store.read(sid, 0, 1000);
+    const stored = await fx.r.relay.timeline.store.read(fx.sid, 0, 1000);
     expect(stored.filter((e) => e.kind === 'audio.frame')).toHaveLength(0);
-    expect(await metric(r.url, 'lifeline_rtp_forwarded_total', { kind: 'video' })).toBe(sent.length);
+    expect(metric(await scrape(fx.r.url), 'lifeline_rtp_forwarded_total', { kind: 'video' })).toBe(sent.length);
   });
 });

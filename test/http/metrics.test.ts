@@ -4,14 +4,9 @@
  */
 import { request } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { metric, scrape } from '../support/http.js';
 import { startRelay } from '../support/relay.js';
 import type { TestRelay } from '../support/relay.js';
-
-async function metric(r: TestRelay, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${r.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
 
 describe('stream metrics', () => {
   let r: TestRelay | undefined;
@@ -28,12 +23,12 @@ describe('stream metrics', () => {
     expect((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '1' })).status).toBe(409);
     expect((await fetch(`${r.url}/v1/stream/missing`)).status).toBe(404);
 
-    expect(await metric(r, 'lifeline_http_stream_requests_total', 'method="PUT",status="201"')).toBe(1);
-    expect(await metric(r, 'lifeline_http_stream_requests_total', 'method="POST",status="204"')).toBe(3);
-    expect(await metric(r, 'lifeline_http_stream_requests_total', 'method="POST",status="409"')).toBe(1);
-    expect(await metric(r, 'lifeline_http_stream_requests_total', 'method="GET",status="404"')).toBe(1);
-    expect(await metric(r, 'lifeline_http_stream_appended_bytes_total')).toBe(11);
-    expect(await metric(r, 'lifeline_http_stream_live_readers', 'mode="long-poll"')).toBe(0);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_requests_total', { method: 'PUT', status: '201' })).toBe(1);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_requests_total', { method: 'POST', status: '204' })).toBe(3);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_requests_total', { method: 'POST', status: '409' })).toBe(1);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_requests_total', { method: 'GET', status: '404' })).toBe(1);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_appended_bytes_total')).toBe(11);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_live_readers', { mode: 'long-poll' })).toBe(0);
 
     // One long-poll and one SSE reader at the tail.
     const head = (await fetch(url, { method: 'HEAD' })).headers.get('stream-next-offset')!;
@@ -43,15 +38,15 @@ describe('stream metrics', () => {
       req.once('error', reject);
       req.end();
     });
-    await vi.waitUntil(async () => (await metric(r!, 'lifeline_http_stream_live_readers', 'mode="long-poll"')) === 1, { timeout: 5000, interval: 20 });
-    expect(await metric(r, 'lifeline_http_stream_live_readers', 'mode="sse"')).toBe(1);
+    await vi.waitUntil(async () => (metric(await scrape(r!.url), 'lifeline_http_stream_live_readers', { mode: 'long-poll' })) === 1, { timeout: 5000, interval: 20 });
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_live_readers', { mode: 'sse' })).toBe(1);
 
     expect((await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'four' })).status).toBe(204);
     expect((await polling).status).toBe(200);
     sse.destroy();
-    await vi.waitUntil(async () => (await metric(r!, 'lifeline_http_stream_live_readers', 'mode="sse"')) === 0, { timeout: 5000, interval: 20 });
-    expect(await metric(r, 'lifeline_http_stream_live_readers', 'mode="long-poll"')).toBe(0);
-    expect(await metric(r, 'lifeline_http_stream_requests_total', 'method="GET",status="200"')).toBe(2); // the long-poll and the SSE stream
-    expect(await metric(r, 'lifeline_http_stream_appended_bytes_total')).toBe(15);
+    await vi.waitUntil(async () => (metric(await scrape(r!.url), 'lifeline_http_stream_live_readers', { mode: 'sse' })) === 0, { timeout: 5000, interval: 20 });
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_live_readers', { mode: 'long-poll' })).toBe(0);
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_requests_total', { method: 'GET', status: '200' })).toBe(2); // the long-poll and the SSE stream
+    expect(metric(await scrape(r.url), 'lifeline_http_stream_appended_bytes_total')).toBe(15);
   });
 });

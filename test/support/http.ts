@@ -44,19 +44,21 @@ export async function headOf(relay: TestRelay, sessionId: string): Promise<strin
 }
 
 /**
- * The value of one sample in Prometheus text, e.g. metric(text, 'lifeline_errors_total', {code: 'BAD_FRAME'});
- * 0 when the sample is absent (a counter never incremented).
+ * The value of a metric in Prometheus text, e.g. metric(text, 'lifeline_errors_total', {code: 'BAD_FRAME'}):
+ * the sum over the samples whose labels include `labels` (so `{}` totals a labelled counter); 0 when
+ * none is there (a counter never incremented).
  */
 export function metric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
     const got: Record<string, string> = {};
     for (const pair of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[pair[1]!] = pair[2]!;
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) sum += Number(m[3]);
   }
-  return 0;
+  return sum;
 }
 
 /** Scrapes /metrics. */
