@@ -17,7 +17,43 @@ export const OriginSchema = z.object({
 export type Origin = z.infer<typeof OriginSchema>;
 
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-export const JsonSchema: z.ZodType<Json> = z.json();
+/** Deepest nesting of arrays and objects accepted in any JSON value of a frame or request. */
+export const MAX_JSON_DEPTH = 64;
+
+/** True for a JSON value (finite numbers, plain objects, no holes) nested at most `depth` deep. */
+export function isJsonWithin(value: unknown, depth: number = MAX_JSON_DEPTH): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth === 0) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!(i in value) || !isJsonWithin(value[i], depth - 1)) return false;
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in value) if (!isJsonWithin((value as Record<string, unknown>)[key], depth - 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * Any JSON value, nested at most MAX_JSON_DEPTH deep. One walk that allocates nothing and hands
+ * back the value itself: most values checked here come straight from JSON.parse, and z.json()
+ * rebuilt every object and array of them (a third of the relay's validation cost per token) and
+ * overflowed the stack on deep nesting instead of saying why.
+ */
+export const JsonSchema: z.ZodType<Json> = z.custom<Json>((value) => isJsonWithin(value), {
+  error: `expected a JSON value nested at most ${MAX_JSON_DEPTH} deep`,
+});
 
 const TextDelta = z.looseObject({ text: z.string(), id: z.string().max(256).optional() });
 const TextDone = z.looseObject({ id: z.string().max(256).optional(), text: z.string().optional() });

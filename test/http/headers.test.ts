@@ -61,6 +61,12 @@ describe('Durable Streams bodies and events', () => {
     expect(code(() => bodyToEvents('json', Buffer.from('[]')))).toBe('BAD_REQUEST');
     expect(bodyToEvents('json', Buffer.from('[]'), true)).toEqual([]);
     expect(code(() => bodyToEvents('json', Buffer.from('{bad')))).toBe('BAD_REQUEST');
+    // Nesting is bounded (MAX_JSON_DEPTH, 64, counting the array the messages are stored in).
+    const nested = (n: number): Buffer => Buffer.from(`${'['.repeat(n)}${']'.repeat(n)}`);
+    expect(bodyToEvents('json', nested(64))).toHaveLength(1);
+    expect(code(() => bodyToEvents('json', nested(65)))).toBe('BAD_REQUEST');
+    expect(code(() => bodyToEvents('json', nested(100_000)))).toBe('BAD_REQUEST');
+    expect(code(() => bodyToEvents('events', Buffer.from(`{"kind":"custom","data":${nested(100_000).toString()}}`)))).toBe('BAD_REQUEST');
   });
 
   it('event bodies are validated like WebSocket appends; bin travels as base64', () => {

@@ -8,6 +8,7 @@ import {
   encodeFrame,
   encodedSize,
   formatOffset,
+  MAX_JSON_DEPTH,
 } from '../../src/protocol/index.js';
 import type { AnyFrame, ClientFrame, ErrorCode, ServerFrame } from '../../src/protocol/index.js';
 
@@ -91,6 +92,28 @@ describe('codec: text frames', () => {
       expect(codeOf(() => decodeClientFrame(raw)), raw).toBe('BAD_FRAME');
       expect(codeOf(() => decodeServerFrame(raw)), raw).toBe('BAD_FRAME');
     }
+  });
+
+  it(`takes event data nested ${MAX_JSON_DEPTH} deep and refuses deeper with BAD_FRAME, not a stack overflow`, () => {
+    const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const append = (data: string): string => `{"type":"append","producer":{"id":"p","epoch":1,"seq":0},"kind":"custom","data":${data}}`;
+    const event = (data: string): string =>
+      `{"type":"event","event":{"offset":"${formatOffset(1)}","ts":1,"from":{"participant":"a","device":"d","role":"agent"},"kind":"custom","data":${data}}}`;
+    expect(decodeClientFrame(append(nested(MAX_JSON_DEPTH)))).toMatchObject({ type: 'append' });
+    expect(decodeServerFrame(event(nested(MAX_JSON_DEPTH)))).toMatchObject({ type: 'event' });
+    for (const depth of [MAX_JSON_DEPTH + 1, 100_000]) {
+      const deepObject = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+      for (const data of [nested(depth), deepObject]) {
+        expect(codeOf(() => decodeClientFrame(append(data)))).toBe('BAD_FRAME');
+        expect(codeOf(() => decodeServerFrame(event(data)))).toBe('BAD_FRAME');
+      }
+    }
+    expect(codeOf(() => decodeClientFrame('{"type":"append","producer":{"id":"p","epoch":1,"seq":0},"kind":"custom"}'))).toBe('BAD_FRAME');
+  });
+
+  it('hands back event data as parsed, without copying it', () => {
+    const frame = decodeClientFrame('{"type":"append","producer":{"id":"p","epoch":1,"seq":0},"kind":"text.delta","data":{"text":"hi","n":[1,{"x":null}]}}');
+    expect(frame).toMatchObject({ data: { text: 'hi', n: [1, { x: null }] } });
   });
 
   it('rejects unknown types with UNKNOWN_FRAME, including the other side’s types', () => {

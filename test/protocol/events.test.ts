@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BINARY_KINDS, EVENT_KINDS, IdSchema, checkEventBody } from '../../src/protocol/index.js';
+import { BINARY_KINDS, EVENT_KINDS, IdSchema, JsonSchema, MAX_JSON_DEPTH, checkEventBody, isJsonWithin } from '../../src/protocol/index.js';
 import type { EventBody, EventKind, Json } from '../../src/protocol/index.js';
 
 const BIN = Uint8Array.of(1, 2, 3);
@@ -92,5 +92,29 @@ describe('IdSchema', () => {
   });
   it('rejects empty, too long or other characters', () => {
     for (const id of ['', 'x'.repeat(129), 'has space', 'slash/y', 'ü', '*', 'a\nb']) expect(IdSchema.safeParse(id).success, id).toBe(false);
+  });
+});
+
+describe('JsonSchema', () => {
+  it('takes every JSON value and hands it back as it is', () => {
+    const values: unknown[] = ['', 'x', 0, -1.5, 1e300, true, false, null, [], {}, [1, 'a', null, [{}]], { a: { b: [true] } }, Object.create(null) as object];
+    for (const v of values) {
+      const parsed = JsonSchema.safeParse(v);
+      expect(parsed.success, JSON.stringify(v)).toBe(true);
+      expect(parsed.data).toBe(v);
+    }
+  });
+
+  it('refuses what JSON cannot carry', () => {
+    const values: unknown[] = [undefined, NaN, Infinity, -Infinity, 1n, Symbol('s'), () => 1, new Date(0), new Map(), Uint8Array.of(1), { a: undefined }, [1, undefined], { f: () => 1 }, [, 1]]; // eslint-disable-line no-sparse-arrays
+    for (const v of values) expect(JsonSchema.safeParse(v).success, String(v)).toBe(false);
+  });
+
+  it(`refuses nesting deeper than ${MAX_JSON_DEPTH}`, () => {
+    const deep = (n: number): unknown => (n === 0 ? 1 : n % 2 ? [deep(n - 1)] : { k: deep(n - 1) });
+    expect(isJsonWithin(deep(MAX_JSON_DEPTH))).toBe(true);
+    expect(isJsonWithin(deep(MAX_JSON_DEPTH + 1))).toBe(false);
+    expect(JsonSchema.safeParse(deep(MAX_JSON_DEPTH + 1)).success).toBe(false);
+    expect(isJsonWithin(deep(3), 2)).toBe(false);
   });
 });

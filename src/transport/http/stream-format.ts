@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EventKindSchema, JsonSchema, LifelineError, TrackSchema, checkEventBody } from '../../protocol/index.js';
+import { EventKindSchema, JsonSchema, LifelineError, MAX_JSON_DEPTH, TrackSchema, checkEventBody, isJsonWithin } from '../../protocol/index.js';
 import type { EventBody, Json, TimelineEvent } from '../../protocol/index.js';
 import { mediaType } from './headers.js';
 
@@ -44,7 +44,9 @@ function parseJson(body: Buffer): Json {
 /** The messages of a JSON-mode body: an array is flattened one level, any other value is one message. */
 export function jsonMessages(body: Buffer): Json[] {
   const value = parseJson(body);
-  return Array.isArray(value) ? value : [value];
+  const messages = Array.isArray(value) ? value : [value];
+  if (!isJsonWithin(messages)) throw new LifelineError('BAD_REQUEST', `JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return messages;
 }
 
 const WireEventBody = z.object({
