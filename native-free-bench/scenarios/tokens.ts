@@ -220,6 +220,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
           store: cfg.store,
           sqliteSync: relay.sqliteSync ?? null,
           relayNodeFlags: relay.nodeFlags.join(' '),
+          harnessNodeFlags: process.execArgv.join(' '),
           transport: cfg.transport,
           agentTransport: 'ws',
           payloadBytes,
