@@ -134,8 +134,6 @@ function toEvent(row: EventRow): StoredEvent {
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly path: string;
-  /** With synchronous=FULL every commit ends in an fsync (timeline/store-capabilities.ts SyncedCommits). */
-  readonly syncsEachCommit: boolean;
   readonly #db: Db;
   readonly #stmt: {
     insertSession: Statement;
@@ -178,7 +176,6 @@ export class SqliteStore implements Store {
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-    this.syncsEachCommit = opts.synchronous !== 'normal';
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
     // Columns added after the first schema: add them to older files.

@@ -1,5 +1,5 @@
 import type { AppendEntry, AppendOutcome, Store } from '../store/index.js';
-import { hasPipelinedAppends, syncsEachCommit } from './store-capabilities.js';
+import { hasPipelinedAppends } from './store-capabilities.js';
 
 interface Pending {
   entries: readonly AppendEntry[];
@@ -8,10 +8,9 @@ interface Pending {
 }
 
 /**
- * Group commit: appends that arrive while the store is busy, or in the same task — in the same turn
- * of the event loop when each commit costs an fsync — are committed together in one store.append
- * call: one transaction, one fsync. Batches commit strictly one after another, so
- * per-session order is the order of arrival.
+ * Group commit: appends that arrive while the store is busy (or in the same turn of the event loop)
+ * are committed together in one store.append call — one transaction, one fsync. Batches commit
+ * strictly one after another, so per-session order is the order of arrival.
  */
 export class GroupCommitter {
   readonly #store: Store;
@@ -24,8 +23,6 @@ export class GroupCommitter {
   #idle: (() => void)[] = [];
   /** Submissions handed straight to a pipelining store and not yet answered. */
   #inFlight = 0;
-  /** Wait for the end of the event-loop turn before a commit (see #schedule). */
-  readonly #batchTurn: boolean;
 
   constructor(
     store: Store,
@@ -35,7 +32,6 @@ export class GroupCommitter {
     this.#store = store;
     this.#maxBatch = maxBatch;
     this.#onCommitted = onCommitted;
-    this.#batchTurn = syncsEachCommit(store);
   }
 
   /** Number of entries waiting for a commit. */
@@ -85,18 +81,11 @@ export class GroupCommitter {
   #schedule(): void {
     if (this.#running || this.#scheduled) return;
     this.#scheduled = true;
-    const run = (): void => {
+    // setImmediate lets every append that arrived in this I/O turn join the batch.
+    setImmediate(() => {
       this.#scheduled = false;
       void this.#flush();
-    };
-    // A commit that ends in an fsync waits for the rest of this event-loop turn (setImmediate),
-    // so every append that arrives in it shares the transaction and the fsync. A store without
-    // one (memory; SQLite with synchronous=NORMAL) commits in microseconds and gains little from
-    // a bigger batch, while that wait behind the turn's other I/O callbacks (data-channel packets,
-    // other sockets) cost each token ~0.05 ms at the median: it commits when the task that
-    // submitted ends (a microtask). Either way, appends that arrive during a commit share the next.
-    if (this.#batchTurn) setImmediate(run);
-    else queueMicrotask(run);
+    });
   }
 
   async #flush(): Promise<void> {

@@ -25,18 +25,6 @@ export interface CommittedEventsWatch {
   watchCommitted(sessionId: string, afterSeq: number, onEvents: (events: StoredEvent[]) => void, onError?: (err: unknown) => void, onClosed?: () => void): WatchHandle;
 }
 
-/**
- * Every append() call ends in an fsync (SQLite with synchronous=FULL). The group committer then
- * waits out the event-loop turn before committing, so all of the turn's appends share the fsync.
- */
-export interface SyncedCommits {
-  readonly syncsEachCommit: boolean;
-}
-
-export function syncsEachCommit(store: Store): boolean {
-  return (store as Partial<SyncedCommits>).syncsEachCommit === true;
-}
-
 export function hasPipelinedAppends(store: Store): store is Store & PipelinedAppends {
   return (store as Partial<PipelinedAppends>).pipelinedAppends === true;
 }

@@ -56,14 +56,6 @@ describe('SqliteStore specifics', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('declares an fsync per commit under synchronous=FULL only (the group committer batches the turn then)', async () => {
-    const full = new SqliteStore(join(dir, 'full.db'));
-    const normal = new SqliteStore(join(dir, 'normal.db'), { synchronous: 'normal' });
-    opened.push(full, normal);
-    expect(full.syncsEachCommit).toBe(true);
-    expect(normal.syncsEachCommit).toBe(false);
-  });
-
   it('openStore("sqlite:PATH") creates the file (and its directories) and is a SqliteStore', async () => {
     const store = await open();
     expect(store.kind).toBe('sqlite');

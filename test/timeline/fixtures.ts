@@ -76,12 +76,6 @@ interface Hold {
 export class InstrumentedStore implements Store {
   readonly kind = 'instrumented';
   readonly inner = new MemoryStore();
-  /** Declares the SyncedCommits capability (as SQLite with synchronous=FULL does). */
-  readonly syncsEachCommit: boolean;
-
-  constructor(opts: { syncsEachCommit?: boolean } = {}) {
-    this.syncsEachCommit = opts.syncsEachCommit ?? false;
-  }
   /** The entries of each store.append call, in call order. */
   readonly appendCalls: AppendEntry[][] = [];
   readonly readCalls: { sessionId: string; afterSeq: number; limit: number }[] = [];

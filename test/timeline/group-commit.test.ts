@@ -5,11 +5,6 @@ import { Timeline } from '../../src/timeline/index.js';
 import { GroupCommitter } from '../../src/timeline/group-commit.js';
 import { InstrumentedStore, range, text, track, turn, turns } from './fixtures.js';
 
-async function waitForValue<T>(get: () => T | undefined): Promise<T | undefined> {
-  for (let i = 0; i < 100 && get() === undefined; i++) await turn();
-  return get();
-}
-
 const offsetsOf = (results: AppendResult[][]): string[] =>
   results.flat().map((r) => {
     if (!r.ok) throw r.error;
@@ -36,33 +31,6 @@ describe('group commit through the timeline', () => {
     expect(offsetsOf(results)).toEqual(range(1, 200).map(formatOffset));
     const stored = await store.inner.read('a', 0, 1000);
     expect(stored.map((e) => e.data)).toEqual(range(1, 200).map((n) => ({ text: `t${n}` })));
-  });
-
-  it('without an fsync per commit, a batch starts when the submitting task ends, before the turn\'s other callbacks', async () => {
-    let callsAtNextCallback = -1;
-    setImmediate(() => (callsAtNextCallback = store.appendCalls.length));
-    await timeline.append('a', [text(1)]);
-    expect(callsAtNextCallback).toBe(-1);
-    await turn();
-    expect(callsAtNextCallback).toBe(1);
-  });
-
-  it('with an fsync per commit, a batch waits out the turn, so appends from its other callbacks share it', async () => {
-    await timeline.close();
-    store = new InstrumentedStore({ syncsEachCommit: true });
-    timeline = new Timeline(store);
-    await timeline.createSession({ id: 'a' });
-    let callsAtNextCallback = -1;
-    let late: Promise<AppendResult[]> | undefined;
-    setImmediate(() => {
-      callsAtNextCallback = store.appendCalls.length;
-      late = timeline.append('a', [text(2)]); // another callback of the same turn
-    });
-    const first = timeline.append('a', [text(1)]);
-    const results = await Promise.all([first, (await waitForValue(() => late))!]);
-    expect(callsAtNextCallback).toBe(0);
-    expect(store.appendCalls.map((c) => c.length)).toEqual([2]);
-    expect(offsetsOf(results)).toEqual(range(1, 2).map(formatOffset));
   });
 
   it('splits at maxBatch, never splitting one append call', async () => {
