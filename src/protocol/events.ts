@@ -48,7 +48,7 @@ export function isJsonWithin(value: unknown, depth: number = MAX_JSON_DEPTH): bo
 /**
  * Any JSON value, nested at most MAX_JSON_DEPTH deep. One walk that allocates nothing and hands
  * back the value itself: most values checked here come straight from JSON.parse, and z.json()
- * rebuilt every object and array of them (a third of the relay's validation cost per token) and
+ * rebuilt every object and array of them (about half the time of validating an append frame) and
  * overflowed the stack on deep nesting instead of saying why.
  */
 export const JsonSchema: z.ZodType<Json> = z.custom<Json>((value) => isJsonWithin(value), {
