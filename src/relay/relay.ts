@@ -44,7 +44,10 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
   const config = parseConfig(input);
   const log = opts.logger ?? pino({ level: config.logLevel, name: 'lifeline' }, pino.destination(2));
   const metrics = new RelayMetrics();
-  const store = await openStore(config.store, { sqliteSynchronous: config.sqliteSync });
+  const store = await openStore(config.store, {
+    sqliteSynchronous: config.sqliteSync,
+    onSqliteCheckpointFailure: (err) => log.warn({ err }, 'background WAL checkpoints failed; checkpointing inside commits from now on'),
+  });
   const timeline = new Timeline(store, {
     ringSize: config.ringSize,
     observer: {

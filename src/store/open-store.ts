@@ -4,6 +4,8 @@ import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
   sqliteSynchronous?: 'full' | 'normal';
+  /** SQLite's background WAL checkpointer failed; the store checkpoints inline from then on. */
+  onSqliteCheckpointFailure?: (err: Error) => void;
 }
 
 /**
@@ -16,7 +18,10 @@ export async function openStore(spec: string, opts: OpenStoreOptions = {}): Prom
     const path = spec.slice('sqlite:'.length);
     if (!path) throw new LifelineError('BAD_REQUEST', 'sqlite store needs a path: sqlite:PATH');
     const { SqliteStore } = await import('./sqlite-store.js');
-    return new SqliteStore(path, { synchronous: opts.sqliteSynchronous ?? 'full' });
+    return new SqliteStore(path, {
+      synchronous: opts.sqliteSynchronous ?? 'full',
+      ...(opts.onSqliteCheckpointFailure ? { onCheckpointFailure: opts.onSqliteCheckpointFailure } : {}),
+    });
   }
   if (spec.startsWith('nats://')) {
     const { NatsStore, parseNatsSpec } = await import('./nats/index.js');

@@ -6,6 +6,7 @@ import { LifelineError } from '../protocol/index.js';
 import type { EventKind, Json, ProducerRef, ProducerState, Role } from '../protocol/index.js';
 import { judgeProducer } from './producer-rules.js';
 import { leaseProducerId } from './store.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import type { AppendEntry, AppendOutcome, LeaseRecord, SessionRecord, Store, StoredEvent } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -14,6 +15,16 @@ export interface SqliteStoreOptions {
    * machine loses power. `normal` survives a killed process but not a power cut; it is faster.
    */
   synchronous?: 'full' | 'normal';
+  /**
+   * Where WAL checkpoints run. `background` (default for files): on a worker thread with its own
+   * connection, so no COMMIT on the event loop ever carries one. `inline`: SQLite's own
+   * auto-checkpoint inside the COMMIT that crosses 1,000 WAL pages.
+   */
+  checkpoints?: 'background' | 'inline';
+  /** Background checkpoint period (ms), default 200. */
+  checkpointIntervalMs?: number;
+  /** The background checkpointer failed; the store went back to inline checkpoints. */
+  onCheckpointFailure?: (err: Error) => void;
 }
 
 const SCHEMA = `
@@ -96,6 +107,9 @@ interface AppendState {
   streamSeq: string | null;
 }
 
+/** Writer's own auto-checkpoint threshold while a background checkpointer runs (pages). */
+const BACKSTOP_CHECKPOINT_PAGES = 10_000;
+
 const SESSION_COLUMNS = 'id, created_at, expires_at, metadata, idle_ttl_ms, last_active, content_type, forked_from, closed, deleted_at';
 
 function toRecord(row: SessionRow): SessionRecord {
@@ -135,6 +149,7 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly path: string;
   readonly #db: Db;
+  readonly #checkpointer: WalCheckpointer | undefined;
   readonly #stmt: {
     insertSession: Statement;
     getSession: Statement<[string], SessionRow>;
@@ -178,6 +193,20 @@ export class SqliteStore implements Store {
     this.#db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
+    if (path !== ':memory:' && (opts.checkpoints ?? 'background') === 'background') {
+      // A backstop, not the rule: under back-to-back commits the worker may never find the WAL
+      // fully copied at the moment a commit starts, which is when SQLite reuses it from the start.
+      // Then the WAL would grow without end; at 10,000 pages (about 40 MB) the writer checkpoints once.
+      this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
+      this.#checkpointer = new WalCheckpointer(path, {
+        intervalMs: opts.checkpointIntervalMs ?? 200,
+        synchronous: opts.synchronous === 'normal' ? 'NORMAL' : 'FULL',
+        onFailure: (err) => {
+          if (this.#db.open) this.#db.pragma('wal_autocheckpoint = 1000');
+          opts.onCheckpointFailure?.(err);
+        },
+      });
+    }
     // Columns added after the first schema: add them to older files.
     const columns = new Set((this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((c) => c.name));
     if (!columns.has('idle_ttl_ms')) this.#db.exec('ALTER TABLE sessions ADD COLUMN idle_ttl_ms INTEGER');
@@ -479,7 +508,18 @@ export class SqliteStore implements Store {
     return this.#stmt.cursor.get(sessionId, consumer)?.seq ?? 0;
   }
 
+  /** The background checkpointer, when there is one (metrics and tests). */
+  get checkpointer(): WalCheckpointer | undefined {
+    return this.#checkpointer;
+  }
+
+  /** The writer connection's `wal_autocheckpoint` (pages; 10,000 while checkpoints run in the background). */
+  get autoCheckpointPages(): number {
+    return this.#db.pragma('wal_autocheckpoint', { simple: true }) as number;
+  }
+
   async close(): Promise<void> {
+    await this.#checkpointer?.close();
     if (this.#db.open) this.#db.close();
   }
 }
