@@ -42,6 +42,8 @@ export interface PhaseOptions {
   progress: (line: string) => void;
   /** Channels opened concurrently (default 8). */
   openConcurrency?: number;
+  /** Called once when the warm-up ends and measuring starts. */
+  onMeasureStart?: () => void;
 }
 
 export interface PhaseResult {
@@ -85,6 +87,7 @@ export async function runPhase(path: ChannelPath, opts: PhaseOptions): Promise<P
     const total = opts.warmupMs + opts.durationMs;
     const started = nowMs();
     measureFrom = started + opts.warmupMs;
+    const measureStart = opts.onMeasureStart && setTimeout(opts.onMeasureStart, opts.warmupMs);
     const ticker = setInterval(() => {
       const s = latency.summary();
       const secs = ((nowMs() - started) / 1000).toFixed(0);
@@ -107,6 +110,7 @@ export async function runPhase(path: ChannelPath, opts: PhaseOptions): Promise<P
       });
     } finally {
       clearInterval(ticker);
+      clearTimeout(measureStart);
     }
     const drainStart = nowMs();
     const drained = await waitUntil(() => integrity.complete, opts.drainMs, opts.signal);

@@ -19,6 +19,8 @@ import type { RelayUnderTest, StoreKind } from '../lib/relay.js';
 import type { BenchRun, Scenario, ScenarioContext } from '../lib/result.js';
 import { udpReceiveBufferErrors } from '../lib/udp-stats.js';
 import { processCpuMs } from '../lib/proc-cpu.js';
+import { commitStats, commitStatsBetween } from '../lib/commit-stats.js';
+import type { CommitStats } from '../lib/commit-stats.js';
 
 /**
  * `audio`: N concurrent full-duplex voice sessions through the relay. In each session a user and
@@ -268,27 +270,6 @@ async function drive(pairs: Duplex[], m: Meter, cfg: AudioConfig, ctx: ScenarioC
   return { elapsedMs: performance.now() - start, measuredFrom, measuredTo };
 }
 
-/** Commit batching seen by the relay: mean entries per commit and commits, from /metrics. */
-interface CommitStats {
-  commits: number;
-  entries: number;
-  seconds: number;
-  /** Commits that took longer than 100 ms. */
-  slow: number;
-}
-
-async function commitStats(url: string): Promise<CommitStats> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-  const value = (name: string): number => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(`${name} `))[0] ?? '')?.[2] ?? 0);
-  const commits = value('lifeline_commit_batch_entries_count');
-  return {
-    commits,
-    entries: value('lifeline_commit_batch_entries_sum'),
-    seconds: value('lifeline_commit_seconds_sum'),
-    slow: value('lifeline_commit_seconds_count') - value('lifeline_commit_seconds_bucket{le="0.1"}'),
-  };
-}
-
 async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRun> {
   const notes: string[] = [];
   const problems = new Problems();
@@ -334,7 +315,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
       const harnessUsed = process.cpuUsage(harnessBefore);
       harnessCpu = Math.round(((harnessUsed.user + harnessUsed.system) / 1e6 / (t.elapsedMs / 1000)) * 1000) / 10;
       const after = await commitStats(relay.url);
-      commits = { commits: after.commits - before.commits, entries: after.entries - before.entries, seconds: after.seconds - before.seconds, slow: after.slow - before.slow };
+      commits = commitStatsBetween(before, after);
       if (cpuAt !== undefined && cpuEnd !== undefined) {
         // CPU seconds per wall second over the measured window (plus the drain), per session, in %.
         const wallSeconds = Math.max(1, t.measuredTo - t.measuredFrom) / 1000;
@@ -369,7 +350,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
     const secs = cfg.duration;
     notes.push(
       `storage (${cfg.store}): ${Math.round(commits.entries / secs)} events/s committed in ${Math.round(commits.commits / secs)} commits/s, ` +
-        `${(commits.entries / commits.commits).toFixed(1)} events per commit, mean commit ${((commits.seconds / commits.commits) * 1000).toFixed(2)} ms, ${commits.slow} commits over 100 ms`,
+        `${(commits.entries / commits.commits).toFixed(1)} events per commit, mean commit ${((commits.seconds / commits.commits) * 1000).toFixed(2)} ms, ${commits.over100ms} commits over 100 ms`,
     );
   }
   if (baseline) {

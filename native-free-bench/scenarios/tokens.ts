@@ -8,6 +8,8 @@ import { launchWeriftEcho } from '../baselines/werift-echo.js';
 import type { Ingress, WeriftEchoBaseline } from '../baselines/werift-echo.js';
 import { launchWsEcho } from '../baselines/ws-echo.js';
 import type { WsEchoBaseline } from '../baselines/ws-echo.js';
+import { commitStats, commitStatsBetween, describeCommits } from '../lib/commit-stats.js';
+import type { CommitStats } from '../lib/commit-stats.js';
 import { LatencyRecorder, ratiosOf } from '../lib/histogram.js';
 import { integrityOk } from '../lib/integrity.js';
 import { nowMs } from '../lib/pacer.js';
@@ -169,7 +171,16 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
     const loadAtStart = load1();
     loads.push(`relay phase ${loadAtStart}`);
     const drops: string[] = [];
-    const { result: subject, udpDrops } = await countingUdpDrops(() => runPhase(relayPath(relay, commit, problems, cfg.transport), { ...phase, signal: relaySignal }));
+    // The relay's own commit times (its /metrics), over the measured window and the drain.
+    let commitsBefore: Promise<CommitStats | undefined> = Promise.resolve(undefined);
+    const onMeasureStart = (): void => {
+      commitsBefore = commitStats(relay.url).catch(() => undefined);
+    };
+    const { result: subject, udpDrops } = await countingUdpDrops(() =>
+      runPhase(relayPath(relay, commit, problems, cfg.transport), { ...phase, signal: relaySignal, onMeasureStart }),
+    );
+    const before = await commitsBefore;
+    const storeCommits = before && relay.child.alive ? commitStatsBetween(before, await commitStats(relay.url)) : undefined;
     drops.push(`relay ${udpDrops ?? 'n/a'}`);
     const baseResults: { name: string; result: PhaseResult }[] = [];
     for (const path of baselines) {
@@ -205,6 +216,7 @@ export async function runTokens(cfg: TokensConfig, ctx: ScenarioContext): Promis
       notes.push(`baseline ${name}: sent ${r.sent}, delivered ${r.delivered}, lost ${r.lost}`);
     }
     notes.push(`1-minute load average before the ${loads.join(', before the ')} (${cpus().length} CPUs)`);
+    if (storeCommits) notes.push(`relay store commits (/metrics, measured window and drain): ${describeCommits(storeCommits)}`);
     if (cfg.cpuProf) notes.push(`relay CPU profile (node --cpu-prof) written to ${resolve(cfg.cpuProf)}`);
     if (webrtc) notes.push(`UDP datagrams dropped for a full receive buffer, system-wide (/proc/net/snmp RcvbufErrors), per phase: ${drops.join(', ')}`);
     const payloadBytes = Buffer.byteLength(JSON.stringify({ ...body(1), s: 1000, t: nowMs() }));
