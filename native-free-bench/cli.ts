@@ -79,8 +79,11 @@ export async function runBenchCli(args: string[]): Promise<number> {
     } finally {
       uninstall();
     }
-    if (opts['json']) process.stdout.write(JSON.stringify(run.json) + '\n');
-    else process.stdout.write(renderTable(run));
+    if (opts['json']) {
+      process.stdout.write(JSON.stringify(run.json) + '\n');
+      // The table carries the notes; with --json they go to stderr, as the progress lines do.
+      if (run.ok) for (const n of run.notes) process.stderr.write(`bench ${scenario.name}: ${n}\n`);
+    } else process.stdout.write(renderTable(run));
     if (typeof opts['report'] === 'string') {
       const files = writeReport(resolve(opts['report']), run, shellCommand(['lifeline', 'bench', ...args]));
       process.stderr.write(`bench ${scenario.name}: wrote ${files.join(', ')}\n`);
