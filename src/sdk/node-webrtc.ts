@@ -1,7 +1,14 @@
 import { RTCPeerConnection } from 'werift';
 import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer, LifelineError, filterCandidates } from '../protocol/index.js';
-import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, sendOnOldPairUntilNominated, startRestartedTransports } from '../werift/index.js';
+import {
+  gatheringComplete,
+  hurryChecks,
+  peerConfig,
+  retransmitWhenReconnected,
+  sendOnOldPairUntilNominated,
+  startRestartedTransports,
+} from '../werift/index.js';
 import { PeerMedia } from '../werift/media.js';
 import { isMessageBatch, unpackMessages } from '../werift/message-batch.js';
 import type { ClientLink, ClientTransport, ConnectTarget, LinkMedia } from './client-transport.js';
@@ -100,7 +107,7 @@ class WebRtcLink implements ClientLink {
   async restart(abort: AbortSignal): Promise<void> {
     const pc = this.pc;
     // Keep sending on the old pair until the new one is nominated (werift fix 6).
-    sendOnOldPairUntilNominated(pc);
+    const bridge = sendOnOldPairUntilNominated(pc);
     pc.restartIce();
     await Promise.race([
       (async () => {
@@ -113,12 +120,12 @@ class WebRtcLink implements ClientLink {
         await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? await this.#opts.mapAnswer(answer) : answer });
         this.#cancelKick();
         const stopHurry = hurryChecks(pc);
-        const stopKick = retransmitWhenReconnected(pc, stopHurry);
+        const stopKick = retransmitWhenReconnected(pc, stopHurry, bridge);
         const limit = setTimeout(stopHurry, 10_000);
         this.#cancelKick = () => {
           clearTimeout(limit);
-          stopHurry();
           stopKick();
+          stopHurry();
         };
         startRestartedTransports(pc);
       })(),

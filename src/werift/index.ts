@@ -73,27 +73,40 @@ interface SctpAssociation {
   transmit(): Promise<void>;
 }
 
+/** The local socket and remote address of a transport's selected pair. */
+export interface IcePath {
+  readonly protocol: unknown;
+  readonly remoteAddr: unknown;
+}
+
+function onPath(path: IcePath, protocol: unknown, addr: unknown): boolean {
+  return protocol === path.protocol && sameAddress(addr, path.remoteAddr);
+}
+
 /**
  * werift fix 2 — SCTP retransmits a chunk lost in the restart gap only when its T3 timer fires
  * (minimum RTO 1 s) or after three gap reports, which never come while the congestion window is
- * full of unacknowledged data. So as soon as ICE reports `connected` again, everything outstanding
- * is retransmitted at once over the healed path — what T3 expiry does, except that the congestion
- * window is left as it was: the path just proved itself, and resetting it to one MTU on every
- * restart let a backlog build up across restarts at 50 ms RTT. The kick comes on the nomination of
- * the new pair (or ICE `connected`, whichever is first).
- * Returns a disposer; the kick happens at most once.
+ * full of unacknowledged data. So as soon as the path is back, everything outstanding is
+ * retransmitted at once — what T3 expiry does, except that the congestion window is left as it
+ * was: the path just proved itself, and resetting it to one MTU on every restart let a backlog
+ * build up across restarts at 50 ms RTT.
+ *
+ * When is the path back? On the nomination of the new pair (or ICE `connected`, whichever is
+ * first) — and, given the restart's `bridge` (fix 6), as soon as the first connectivity check
+ * arrives: the path it came over works again, so the bridge sends on it from then on (it may
+ * be the old path, or a new one when the peer moved), and the retransmission need not wait for
+ * the nomination's round trips. Checks are authenticated (MESSAGE-INTEGRITY with the ICE
+ * password), so no one else can steer the data. If the pair then nominated is another path,
+ * the retransmission is repeated over it. `onReconnected` runs on the nomination.
+ * Returns a disposer; the kick happens at most once per path.
  */
-export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?: () => void): () => void {
+export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?: () => void, bridge?: PathBridge): () => void {
   const ice = pc.iceTransports[0];
   if (!ice) return () => {};
-  const connection = ice.connection as unknown as { nominated?: unknown; checkComplete?: (pair: unknown) => void };
+  const connection = ice.connection as unknown as { nominated?: { protocol: unknown; remoteAddr: unknown }; checkComplete?: (pair: unknown) => void };
   let done = false;
-  const kick = (): void => {
-    if (done) return;
-    done = true;
-    sub.unSubscribe();
-    unwrap();
-    onReconnected?.();
+  let kickedOn: IcePath | undefined;
+  const retransmit = (): void => {
     const assoc = (pc.sctpTransport as { sctp?: SctpAssociation } | undefined)?.sctp;
     if (!assoc?.timer3Handle || assoc.sentQueue.length === 0) return;
     assoc.timer3Cancel();
@@ -103,6 +116,15 @@ export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?:
     assoc.partialBytesAcked = 0;
     assoc.fastRecoveryExit = undefined;
     void assoc.transmit().catch(() => undefined);
+  };
+  const kick = (): void => {
+    if (done) return;
+    done = true;
+    stop();
+    onReconnected?.();
+    const nominated = connection.nominated;
+    if (kickedOn && nominated && onPath(kickedOn, nominated.protocol, nominated.remoteAddr)) return;
+    retransmit();
   };
   const sub = ice.onStateChange.subscribe((state) => {
     if (state === 'connected') kick();
@@ -122,10 +144,25 @@ export function retransmitWhenReconnected(pc: RTCPeerConnection, onReconnected?:
       if (connection.checkComplete === watched) connection.checkComplete = original;
     };
   }
-  return () => {
-    done = true;
+  // The first check proves the path it came over. werift has answered it when hooks run.
+  const hooks = bridge ? incomingCheckHooks(ice.connection as unknown as IceConnectionInternals) : undefined;
+  const early: CheckIncoming = (_message, addr, protocol) => {
+    hooks?.delete(early);
+    if (!bridge) return;
+    const proven: IcePath = { protocol, remoteAddr: addr };
+    if (!bridge.path || !onPath(bridge.path, protocol, addr)) bridge.moveTo(proven);
+    kickedOn = proven;
+    retransmit();
+  };
+  hooks?.add(early);
+  const stop = (): void => {
     sub.unSubscribe();
     unwrap();
+    hooks?.delete(early);
+  };
+  return () => {
+    done = true;
+    stop();
   };
 }
 
@@ -145,6 +182,27 @@ type CheckIncoming = (message: unknown, addr: unknown, protocol: StunProtocol) =
 interface IceConnectionInternals {
   protocols?: StunProtocol[];
   checkIncoming?: CheckIncoming;
+}
+
+const CHECK_HOOKS = Symbol('lifeline.incomingCheckHooks');
+
+/**
+ * Listeners called after werift has handled each incoming connectivity check. One wrapper per
+ * ICE connection, installed once and never removed, so features can come and go in any order.
+ */
+function incomingCheckHooks(connection: IceConnectionInternals): Set<CheckIncoming> | undefined {
+  const slot = connection as IceConnectionInternals & { [CHECK_HOOKS]?: Set<CheckIncoming> };
+  const existing = slot[CHECK_HOOKS];
+  if (existing) return existing;
+  const original = connection.checkIncoming;
+  if (!original) return undefined;
+  const hooks = new Set<CheckIncoming>();
+  connection.checkIncoming = function (this: unknown, message, addr, protocol) {
+    original.call(this, message, addr, protocol);
+    for (const hook of hooks) hook(message, addr, protocol);
+  };
+  slot[CHECK_HOOKS] = hooks;
+  return hooks;
 }
 
 function sameAddress(a: unknown, b: unknown): boolean {
@@ -179,27 +237,37 @@ export function hurryChecks(pc: RTCPeerConnection, everyMs = 5): () => void {
     for (const connection of connections) for (const protocol of connection.protocols ?? []) resendPendingChecks(protocol);
   }, everyMs);
   timer.unref?.();
-  const unwrap = connections.map((connection) => {
-    const original = connection.checkIncoming;
-    if (!original) return () => {};
-    const triggered: CheckIncoming = function (this: unknown, message, addr, protocol) {
-      original.call(this, message, addr, protocol);
-      resendPendingChecks(protocol, addr);
-    };
-    connection.checkIncoming = triggered;
-    return () => {
-      if (connection.checkIncoming === triggered) connection.checkIncoming = original;
-    };
+  const unhook = connections.map((connection) => {
+    const hooks = incomingCheckHooks(connection);
+    const triggered: CheckIncoming = (_message, addr, protocol) => resendPendingChecks(protocol, addr);
+    hooks?.add(triggered);
+    return () => hooks?.delete(triggered);
   });
   return () => {
     clearInterval(timer);
-    for (const u of unwrap) u();
+    for (const u of unhook) u();
   };
 }
 
+interface SendingProtocol {
+  sendData(data: Buffer, addr: unknown): Promise<void>;
+}
+
 interface SendingConnection {
-  nominated?: { protocol: { sendData(data: Buffer, addr: unknown): Promise<void> }; remoteAddr: unknown };
+  nominated?: { protocol: SendingProtocol; remoteAddr: unknown };
   send: (data: Buffer) => Promise<void>;
+}
+
+const ACTIVE_BRIDGE = Symbol('lifeline.pathBridge');
+
+/** Where data goes while an ICE restart has not nominated a pair yet (werift fix 6). */
+export interface PathBridge {
+  /** The path data goes out on now; undefined when there is none (data is dropped, as werift does). */
+  readonly path: IcePath | undefined;
+  /** Sends on `path` from now on (a path the peer's checks just proved). */
+  moveTo(path: IcePath): void;
+  /** Ends the bridge (werift's own sending again). */
+  dispose(): void;
 }
 
 /**
@@ -208,34 +276,60 @@ interface SendingConnection {
  * the new generation's checks nominate a pair, even when the old path still works (a restart the
  * other side asked for, a precautionary one). Browsers keep using the old pair until the new one
  * is selected. Call this right before the restart: until a new pair is nominated (or the
- * transport ends), data goes out on the old pair. On a dead path that costs nothing: the data
- * was undeliverable either way, and SCTP's kick resends it once the new pair is up.
- * Returns the disposer.
+ * transport ends), data goes out on the old pair, or on the path `moveTo` names (see
+ * retransmitWhenReconnected). On a dead path that costs nothing: the data was undeliverable
+ * either way, and SCTP's kick resends it once a path is up.
+ * Returns the bridge of the first transport (the bundled one), which retransmitWhenReconnected
+ * may move; the others, if any, keep their old pair.
  */
-export function sendOnOldPairUntilNominated(pc: RTCPeerConnection): () => void {
-  const undo = pc.iceTransports.map((t) => {
-    const conn = t.connection as unknown as SendingConnection;
+export function sendOnOldPairUntilNominated(pc: RTCPeerConnection): PathBridge {
+  const bridges = pc.iceTransports.map((t): PathBridge => {
+    const conn = t.connection as unknown as SendingConnection & { [ACTIVE_BRIDGE]?: PathBridge };
+    // A restart before the last one healed: the bridge in place goes on (there is no new old pair).
+    const active = conn[ACTIVE_BRIDGE];
+    if (active && !conn.nominated) return active;
+    active?.dispose();
     const old = conn.nominated;
-    if (!old) return () => {};
+    let target: IcePath | undefined = old && { protocol: old.protocol, remoteAddr: old.remoteAddr };
     const original = conn.send;
     const bridged = async (data: Buffer): Promise<void> => {
-      if (conn.nominated) {
-        restore();
+      if (conn.nominated || !target) {
+        if (conn.nominated) dispose();
         return original(data);
       }
-      await old.protocol.sendData(data, old.remoteAddr).catch(() => undefined);
+      await (target.protocol as SendingProtocol).sendData(data, target.remoteAddr).catch(() => undefined);
     };
-    const restore = (): void => {
+    const dispose = (): void => {
       if (conn.send === bridged) conn.send = original;
+      if (conn[ACTIVE_BRIDGE] === bridge) delete conn[ACTIVE_BRIDGE];
       sub.unSubscribe();
     };
     const sub = t.onStateChange.subscribe((state) => {
-      if (state === 'connected' || state === 'closed' || state === 'failed') restore();
+      if (state === 'connected' || state === 'closed' || state === 'failed') dispose();
     });
     conn.send = bridged;
-    return restore;
+    const bridge: PathBridge = {
+      get path() {
+        return target;
+      },
+      moveTo(path) {
+        target = path;
+      },
+      dispose,
+    };
+    conn[ACTIVE_BRIDGE] = bridge;
+    return bridge;
   });
-  return () => {
-    for (const u of undo) u();
+  const first = bridges[0];
+  return {
+    get path() {
+      return first?.path;
+    },
+    moveTo(path) {
+      first?.moveTo(path);
+    },
+    dispose() {
+      for (const b of bridges) b.dispose();
+    },
   };
 }

@@ -6,7 +6,14 @@ import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
-import { gatheringComplete, hurryChecks, peerConfig, retransmitWhenReconnected, sendOnOldPairUntilNominated, startRestartedTransports } from '../../werift/index.js';
+import {
+  gatheringComplete,
+  hurryChecks,
+  peerConfig,
+  retransmitWhenReconnected,
+  sendOnOldPairUntilNominated,
+  startRestartedTransports,
+} from '../../werift/index.js';
 import { PeerMedia } from '../../werift/media.js';
 import type { MediaRouter } from './media-router.js';
 import type { RtcOptions } from './rtc-options.js';
@@ -116,9 +123,9 @@ export class RtcPeer {
     if (this.#closed) throw new LifelineError('CONNECTION_NOT_FOUND', 'connection is closed');
     if (!looksLikeOffer(offer)) throw new LifelineError('BAD_SDP', 'not an SDP offer');
     const before = this.pc.iceTransports.map((t) => t.iceRestarts);
+    // Keep sending on the old pair until the new one is nominated (werift fix 6).
+    const bridge = sendOnOldPairUntilNominated(this.pc);
     try {
-      // Keep sending on the old pair until the new one is nominated (werift fix 6).
-      sendOnOldPairUntilNominated(this.pc);
       await this.pc.setRemoteDescription({ type: 'offer', sdp: filterCandidates(offer, this.#ctx.options.iceHosts) });
       await this.pc.setLocalDescription(await this.pc.createAnswer());
     } catch (err) {
@@ -126,13 +133,13 @@ export class RtcPeer {
     }
     this.#cancelKick();
     const stopHurry = hurryChecks(this.pc);
-    const stopKick = retransmitWhenReconnected(this.pc, stopHurry);
+    const stopKick = retransmitWhenReconnected(this.pc, stopHurry, bridge);
     // Bounded: a restart that never heals stops hurrying when the client gives up on it.
     const limit = setTimeout(stopHurry, 10_000);
     this.#cancelKick = () => {
       clearTimeout(limit);
-      stopHurry();
       stopKick();
+      stopHurry();
     };
     startRestartedTransports(this.pc, before);
     this.restarts++;
