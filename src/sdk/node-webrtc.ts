@@ -1,14 +1,7 @@
 import { RTCPeerConnection } from 'werift';
 import type { RTCDataChannel } from 'werift';
 import { FrameCoalescer, LifelineError, filterCandidates } from '../protocol/index.js';
-import {
-  gatheringComplete,
-  hurryChecks,
-  peerConfig,
-  retransmitWhenReconnected,
-  sendOnOldPairUntilNominated,
-  startRestartedTransports,
-} from '../werift/index.js';
+import { gatheringComplete, healAfterRestart, peerConfig, sendOnOldPairUntilNominated, startRestartedTransports } from '../werift/index.js';
 import { PeerMedia } from '../werift/media.js';
 import { isMessageBatch, unpackMessages } from '../werift/message-batch.js';
 import type { ClientLink, ClientTransport, ConnectTarget, LinkMedia } from './client-transport.js';
@@ -119,14 +112,7 @@ class WebRtcLink implements ClientLink {
         const answer = await res.text();
         await pc.setRemoteDescription({ type: 'answer', sdp: this.#opts.mapAnswer ? await this.#opts.mapAnswer(answer) : answer });
         this.#cancelKick();
-        const stopHurry = hurryChecks(pc);
-        const stopKick = retransmitWhenReconnected(pc, stopHurry, bridge);
-        const limit = setTimeout(stopHurry, 10_000);
-        this.#cancelKick = () => {
-          clearTimeout(limit);
-          stopKick();
-          stopHurry();
-        };
+        this.#cancelKick = healAfterRestart(pc, bridge);
         startRestartedTransports(pc);
       })(),
       aborted(abort),

@@ -249,6 +249,23 @@ export function hurryChecks(pc: RTCPeerConnection, everyMs = 5): () => void {
   };
 }
 
+/**
+ * Everything a restart needs once its descriptions are applied, on either side: hurried checks
+ * (fix 3) and SCTP's retransmission as soon as the path is back (fix 2, over `bridge`, fix 6).
+ * The hurrying stops on reconnection, or after `hurryLimitMs` for a restart that never heals
+ * (the client gives up on it well before). Returns the canceller.
+ */
+export function healAfterRestart(pc: RTCPeerConnection, bridge: PathBridge, hurryLimitMs = 10_000): () => void {
+  const stopHurry = hurryChecks(pc);
+  const stopKick = retransmitWhenReconnected(pc, stopHurry, bridge);
+  const limit = setTimeout(stopHurry, hurryLimitMs);
+  return () => {
+    clearTimeout(limit);
+    stopKick();
+    stopHurry();
+  };
+}
+
 interface SendingProtocol {
   sendData(data: Buffer, addr: unknown): Promise<void>;
 }

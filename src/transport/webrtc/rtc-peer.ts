@@ -6,14 +6,7 @@ import type { Timeline } from '../../timeline/index.js';
 import { ProtocolConnection } from '../protocol-connection.js';
 import type { ConnectionLimits, ConnectionObserver, ConnectionServices } from '../protocol-connection.js';
 import { DataChannelLink } from './data-channel-link.js';
-import {
-  gatheringComplete,
-  hurryChecks,
-  peerConfig,
-  retransmitWhenReconnected,
-  sendOnOldPairUntilNominated,
-  startRestartedTransports,
-} from '../../werift/index.js';
+import { gatheringComplete, healAfterRestart, peerConfig, sendOnOldPairUntilNominated, startRestartedTransports } from '../../werift/index.js';
 import { PeerMedia } from '../../werift/media.js';
 import type { MediaRouter } from './media-router.js';
 import type { RtcOptions } from './rtc-options.js';
@@ -132,15 +125,7 @@ export class RtcPeer {
       throw new LifelineError('BAD_SDP', `restart offer rejected: ${err instanceof Error ? err.message.slice(0, 160) : 'unusable'}`);
     }
     this.#cancelKick();
-    const stopHurry = hurryChecks(this.pc);
-    const stopKick = retransmitWhenReconnected(this.pc, stopHurry, bridge);
-    // Bounded: a restart that never heals stops hurrying when the client gives up on it.
-    const limit = setTimeout(stopHurry, 10_000);
-    this.#cancelKick = () => {
-      clearTimeout(limit);
-      stopKick();
-      stopHurry();
-    };
+    this.#cancelKick = healAfterRestart(this.pc, bridge);
     startRestartedTransports(this.pc, before);
     this.restarts++;
     await gatheringComplete(this.pc);
