@@ -107,6 +107,8 @@ interface AppendState {
   streamSeq: string | null;
 }
 
+/** SQLite's own auto-checkpoint threshold (pages), restored when the background checkpointer fails. */
+const SQLITE_DEFAULT_CHECKPOINT_PAGES = 1000;
 /** Writer's own auto-checkpoint threshold while a background checkpointer runs (pages). */
 const BACKSTOP_CHECKPOINT_PAGES = 10_000;
 
@@ -190,7 +192,8 @@ export class SqliteStore implements Store {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    const synchronous = opts.synchronous === 'normal' ? 'NORMAL' : 'FULL';
+    this.#db.pragma(`synchronous = ${synchronous}`);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
     if (path !== ':memory:' && (opts.checkpoints ?? 'background') === 'background') {
@@ -200,9 +203,9 @@ export class SqliteStore implements Store {
       this.#db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
       this.#checkpointer = new WalCheckpointer(path, {
         intervalMs: opts.checkpointIntervalMs ?? 200,
-        synchronous: opts.synchronous === 'normal' ? 'NORMAL' : 'FULL',
+        synchronous,
         onFailure: (err) => {
-          if (this.#db.open) this.#db.pragma('wal_autocheckpoint = 1000');
+          if (this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_CHECKPOINT_PAGES}`);
           opts.onCheckpointFailure?.(err);
         },
       });
