@@ -29,7 +29,8 @@ program
   .option('--port <port>', 'port, 0 for any free one (env LIFELINE_PORT)', int, envInt('LIFELINE_PORT') ?? 8787)
   .option('--store <spec>', 'memory | sqlite:PATH | nats://host:port[,host:port…] (env LIFELINE_STORE)', env['LIFELINE_STORE'] ?? 'sqlite:./data/lifeline.db')
   .option('--secret <secret>', 'token signing secret, ≥16 chars (env LIFELINE_SECRET)', env['LIFELINE_SECRET'])
-  .addOption(new Option('--sqlite-sync <mode>', 'fsync policy (env LIFELINE_SQLITE_SYNC)').choices(['full', 'normal']).default(env['LIFELINE_SQLITE_SYNC'] ?? 'full'))
+  .addOption(new Option('--sqlite-sync <mode>', 'fsync policy: normal fsyncs appends in the background, full in every commit (env LIFELINE_SQLITE_SYNC)').choices(['full', 'normal']).default(env['LIFELINE_SQLITE_SYNC'] ?? 'normal'))
+  .option('--sqlite-checkpoint-ms <n>', 'background WAL checkpoint and fsync period; with normal, how long an append may wait to be durable (env LIFELINE_SQLITE_CHECKPOINT_MS)', int, envInt('LIFELINE_SQLITE_CHECKPOINT_MS'))
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env LIFELINE_LOG_LEVEL)', env['LIFELINE_LOG_LEVEL'] ?? 'warn')
   .option('--max-frame-bytes <n>', 'largest frame accepted (env LIFELINE_MAX_FRAME_BYTES)', int, envInt('LIFELINE_MAX_FRAME_BYTES'))
   .option('--heartbeat-ms <n>', 'client ping interval asked for (env LIFELINE_HEARTBEAT_MS)', int, envInt('LIFELINE_HEARTBEAT_MS'))
@@ -57,6 +58,7 @@ program
       store: String(o['store']),
       secret,
       sqliteSync: o['sqliteSync'] as 'full' | 'normal',
+      ...(o['sqliteCheckpointMs'] !== undefined ? { sqliteCheckpointMs: Number(o['sqliteCheckpointMs']) } : {}),
       logLevel: o['logLevel'] as 'warn',
       ...(o['maxFrameBytes'] !== undefined ? { maxFrameBytes: Number(o['maxFrameBytes']) } : {}),
       ...(o['heartbeatMs'] !== undefined ? { heartbeatMs: Number(o['heartbeatMs']) } : {}),

@@ -7,7 +7,9 @@ export const RelayConfigSchema = z.object({
   port: z.number().int().min(0).max(65535).default(8787),
   /** `memory` or `sqlite:PATH`. */
   store: z.string().regex(/^(memory|sqlite:.+|nats:\/\/.+)$/, 'store is memory, sqlite:PATH or nats://host:port[,host:port…]').default('sqlite:./data/lifeline.db'),
-  sqliteSync: z.enum(['full', 'normal']).default('full'),
+  sqliteSync: z.enum(['full', 'normal']).default('normal'),
+  /** How often SQLite's WAL is checkpointed and fsynced in the background: in `normal` mode, the longest a committed append waits to be durable. */
+  sqliteCheckpointMs: z.number().int().min(10).max(60_000).default(200),
   /** HMAC secret that signs access tokens; at least 16 characters. */
   secret: z.string().min(16, 'the secret must be at least 16 characters'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),

@@ -46,7 +46,10 @@ export async function createRelay(input: RelayConfigInput, opts: { logger?: Logg
   const metrics = new RelayMetrics();
   const store = await openStore(config.store, {
     sqliteSynchronous: config.sqliteSync,
+    sqliteCheckpointMs: config.sqliteCheckpointMs,
     onSqliteCheckpointFailure: (err) => log.warn({ err }, 'background WAL checkpoints failed; checkpointing inside commits from now on'),
+    onSqliteRecovery: (skipped) =>
+      log.warn({ skipped }, 'the last run stopped without closing the store and the machine restarted since: its last appends may be lost; every timeline skips offsets so none is reused'),
   });
   const timeline = new Timeline(store, {
     ringSize: config.ringSize,

@@ -3,9 +3,17 @@ import { MemoryStore } from './memory-store.js';
 import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
+  /** SQLite's fsync policy (default `normal`, see SqliteStoreOptions.synchronous). */
   sqliteSynchronous?: 'full' | 'normal';
+  /** Background WAL checkpoint (and fsync) period, ms (default 200). */
+  sqliteCheckpointMs?: number;
   /** SQLite's background WAL checkpointer failed; the store checkpoints inline from then on. */
   onSqliteCheckpointFailure?: (err: Error) => void;
+  /**
+   * The previous run may have lost its last appends (it never closed and the machine restarted
+   * since); every timeline skipped RECOVERY_SEQ_SKIP offsets.
+   */
+  onSqliteRecovery?: (skipped: number) => void;
 }
 
 /**
@@ -17,11 +25,14 @@ export async function openStore(spec: string, opts: OpenStoreOptions = {}): Prom
   if (spec.startsWith('sqlite:')) {
     const path = spec.slice('sqlite:'.length);
     if (!path) throw new LifelineError('BAD_REQUEST', 'sqlite store needs a path: sqlite:PATH');
-    const { SqliteStore } = await import('./sqlite-store.js');
-    return new SqliteStore(path, {
-      synchronous: opts.sqliteSynchronous ?? 'full',
+    const { SqliteStore, RECOVERY_SEQ_SKIP } = await import('./sqlite-store.js');
+    const store = new SqliteStore(path, {
+      synchronous: opts.sqliteSynchronous ?? 'normal',
+      ...(opts.sqliteCheckpointMs !== undefined ? { checkpointIntervalMs: opts.sqliteCheckpointMs } : {}),
       ...(opts.onSqliteCheckpointFailure ? { onCheckpointFailure: opts.onSqliteCheckpointFailure } : {}),
     });
+    if (store.recoveredFromPossibleLoss) opts.onSqliteRecovery?.(RECOVERY_SEQ_SKIP);
+    return store;
   }
   if (spec.startsWith('nats://')) {
     const { NatsStore, parseNatsSpec } = await import('./nats/index.js');

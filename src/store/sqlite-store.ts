@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LifelineError } from '../protocol/index.js';
 import type { EventKind, Json, ProducerRef, ProducerState, Role } from '../protocol/index.js';
@@ -11,8 +12,15 @@ import type { AppendEntry, AppendOutcome, LeaseRecord, SessionRecord, Store, Sto
 
 export interface SqliteStoreOptions {
   /**
-   * `full` (default) fsyncs the WAL on every commit: nothing acknowledged is lost even if the
-   * machine loses power. `normal` survives a killed process but not a power cut; it is faster.
+   * `normal` (default): appends commit without an fsync of their own. A killed process loses
+   * nothing (the OS holds every committed page). A power cut or OS crash can lose the appends of
+   * the last moments: the background checkpointer fsyncs the WAL every `checkpointIntervalMs`
+   * while there are writes, and never more than {@link MAX_UNSYNCED_EVENTS} appended events go
+   * without an fsync. After such a loss no offset or producer position is handed out twice (see
+   * {@link RECOVERY_SEQ_SKIP}). Sessions, closes, forks, deletes and leases always fsync.
+   *
+   * `full`: every commit fsyncs; nothing acknowledged is ever lost, at the cost of one fsync in
+   * every token's path.
    */
   synchronous?: 'full' | 'normal';
   /**
@@ -25,6 +33,52 @@ export interface SqliteStoreOptions {
   checkpointIntervalMs?: number;
   /** The background checkpointer failed; the store went back to inline checkpoints. */
   onCheckpointFailure?: (err: Error) => void;
+  /**
+   * This machine's boot id (default: Linux's `/proc/sys/kernel/random/boot_id`; null where there
+   * is none). A run that stopped without close() lost nothing if the machine did not restart since.
+   */
+  bootId?: string | null;
+}
+
+/**
+ * In `normal` mode, the most appended events ever committed without an fsync: the append that
+ * would pass it commits with one. This bounds what a power cut can take, in events.
+ */
+export const MAX_UNSYNCED_EVENTS = 10_000;
+
+/**
+ * After a run in `normal` mode ended without close() and the machine restarted since, its last
+ * appends may be lost — and readers may have seen them. Every timeline then skips this many
+ * sequence numbers (more than {@link MAX_UNSYNCED_EVENTS}), so an offset a reader holds is never
+ * given to another event. Producers may continue past the lost positions once.
+ */
+export const RECOVERY_SEQ_SKIP = 1_000_000;
+
+/**
+ * A store that has the file open (table `meta`, key `run:<uuid>`), deleted by close(). A row
+ * left from an earlier boot is a run that never closed and may have lost its last appends.
+ */
+interface RunRecord {
+  boot: string | null;
+  pid: number;
+  synchronous: 'full' | 'normal';
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function currentBootId(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
 }
 
 const SCHEMA = `
@@ -72,6 +126,10 @@ CREATE TABLE IF NOT EXISTS producers (
   epoch INTEGER NOT NULL,
   seq INTEGER NOT NULL,
   PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
 ) WITHOUT ROWID;
 `;
 
@@ -152,6 +210,12 @@ export class SqliteStore implements Store {
   readonly path: string;
   readonly #db: Db;
   readonly #checkpointer: WalCheckpointer | undefined;
+  readonly #synchronous: 'full' | 'normal';
+  /** Events appended since the last commit that fsynced (`normal` mode). */
+  #unsynced = 0;
+  #forcedSyncs = 0;
+  readonly #recovered: boolean;
+  readonly #runKey = `run:${randomUUID()}`;
   readonly #stmt: {
     insertSession: Statement;
     getSession: Statement<[string], SessionRow>;
@@ -169,7 +233,7 @@ export class SqliteStore implements Store {
     tombstone: Statement;
     forkCount: Statement<[string], { n: number }>;
     copyEvents: Statement;
-    producer: Statement<[string, string], { epoch: number; seq: number }>;
+    producer: Statement<[string, string], { epoch: number; seq: number; resync: number }>;
     setProducer: Statement;
     origin: Statement<[string, string, number, number], { seq: number }>;
     insertEvent: Statement;
@@ -192,7 +256,8 @@ export class SqliteStore implements Store {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.#db = new Database(path);
     this.#db.pragma('journal_mode = WAL');
-    const synchronous = opts.synchronous === 'normal' ? 'NORMAL' : 'FULL';
+    this.#synchronous = opts.synchronous ?? 'normal';
+    const synchronous = this.#synchronous === 'normal' ? 'NORMAL' : 'FULL';
     this.#db.pragma(`synchronous = ${synchronous}`);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(SCHEMA);
@@ -221,6 +286,9 @@ export class SqliteStore implements Store {
     if (!columns.has('deleted_at')) this.#db.exec('ALTER TABLE sessions ADD COLUMN deleted_at INTEGER');
     if (!columns.has('stream_seq')) this.#db.exec('ALTER TABLE sessions ADD COLUMN stream_seq TEXT');
     this.#db.exec('CREATE INDEX IF NOT EXISTS sessions_forks ON sessions(forked_from) WHERE forked_from IS NOT NULL');
+    // Set on every producer when a run's last appends may have been lost (see RECOVERY_SEQ_SKIP).
+    const producerColumns = new Set((this.#db.prepare('PRAGMA table_info(producers)').all() as { name: string }[]).map((c) => c.name));
+    if (!producerColumns.has('resync')) this.#db.exec('ALTER TABLE producers ADD COLUMN resync INTEGER NOT NULL DEFAULT 0');
     const db = this.#db;
     this.#stmt = {
       insertSession: db.prepare(
@@ -245,9 +313,9 @@ export class SqliteStore implements Store {
       copyEvents: db.prepare(
         'INSERT INTO events (session, seq, ts, participant, device, role, kind, track, data, bin) SELECT ?, seq, ts, participant, device, role, kind, track, data, bin FROM events WHERE session = ? AND seq <= ?',
       ),
-      producer: db.prepare('SELECT epoch, seq FROM producers WHERE session = ? AND id = ?'),
+      producer: db.prepare('SELECT epoch, seq, resync FROM producers WHERE session = ? AND id = ?'),
       setProducer: db.prepare(
-        'INSERT INTO producers (session, id, epoch, seq) VALUES (?, ?, ?, ?) ON CONFLICT (session, id) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq',
+        'INSERT INTO producers (session, id, epoch, seq) VALUES (?, ?, ?, ?) ON CONFLICT (session, id) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, resync = 0',
       ),
       origin: db.prepare('SELECT seq FROM events WHERE session = ? AND producer = ? AND epoch = ? AND pseq = ?'),
       insertEvent: db.prepare(
@@ -289,6 +357,56 @@ export class SqliteStore implements Store {
     this.#forkTx = db.transaction((record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined) =>
       this.#fork(record, sourceId, uptoSeq, tail),
     ).immediate as unknown as (record: SessionRecord, sourceId: string, uptoSeq: number, tail: Omit<StoredEvent, 'seq'> | undefined) => void;
+    this.#recovered = path === ':memory:' ? false : this.#startRun(opts.bootId === undefined ? currentBootId() : opts.bootId);
+  }
+
+  /**
+   * Records this run in `meta` (with an fsync, which also makes everything an earlier run left in
+   * the OS's cache durable) and clears the rows of runs that are gone. A run in `normal` mode left
+   * from an earlier boot (or any, when the boot is unknown) may have lost its last appends: every
+   * timeline then skips RECOVERY_SEQ_SKIP sequence numbers and every producer may continue past
+   * its last durable position once. Returns whether it did.
+   */
+  #startRun(boot: string | null): boolean {
+    const rows = this.#db.prepare("SELECT key, value FROM meta WHERE key >= 'run:' AND key < 'run;'").all() as { key: string; value: string }[];
+    let lossPossible = false;
+    const gone: string[] = [];
+    for (const row of rows) {
+      const run = JSON.parse(row.value) as RunRecord;
+      if (boot !== null && run.boot === boot) {
+        // This boot: the OS still holds whatever that run wrote. Its row stays while it lives.
+        if (!processAlive(run.pid)) gone.push(row.key);
+        continue;
+      }
+      if (run.synchronous === 'normal') lossPossible = true;
+      gone.push(row.key);
+    }
+    this.#synced(() =>
+      this.#db.transaction(() => {
+        if (lossPossible) {
+          this.#db.prepare('UPDATE sessions SET head = head + ? WHERE deleted_at IS NULL').run(RECOVERY_SEQ_SKIP);
+          this.#db.exec('UPDATE producers SET resync = 1');
+        }
+        const drop = this.#db.prepare('DELETE FROM meta WHERE key = ?');
+        for (const key of gone) drop.run(key);
+        const run: RunRecord = { boot, pid: process.pid, synchronous: this.#synchronous };
+        this.#db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(this.#runKey, JSON.stringify(run));
+      }).immediate(),
+    );
+    return lossPossible;
+  }
+
+  /** Runs a write that must survive a power cut: in `normal` mode its commit fsyncs (and so makes every earlier commit durable too). */
+  #synced<T>(write: () => T): T {
+    if (this.#synchronous === 'full') return write();
+    this.#db.pragma('synchronous = FULL');
+    try {
+      const out = write();
+      this.#unsynced = 0;
+      return out;
+    } finally {
+      this.#db.pragma('synchronous = NORMAL');
+    }
   }
 
   /** The append state of a session within this transaction; null for unknown or tombstoned ones. */
@@ -306,6 +424,9 @@ export class SqliteStore implements Store {
   #judge(sid: string, ref: ProducerRef, head: number): AppendOutcome | undefined {
     const row = this.#stmt.producer.get(sid, ref.id);
     const current: ProducerState | undefined = row && { id: ref.id, epoch: row.epoch, seq: row.seq };
+    // After a possible loss the producer may have been acknowledged past its durable position:
+    // its next write in the same epoch continues from wherever it is (once; setProducer clears it).
+    if (row?.resync === 1 && ref.epoch === row.epoch && ref.seq > row.seq) return undefined;
     const verdict = judgeProducer(current, ref);
     if (verdict.action === 'reject') return { status: 'rejected', code: verdict.code, current };
     if (verdict.action === 'duplicate') {
@@ -401,7 +522,7 @@ export class SqliteStore implements Store {
 
   async createSession(record: SessionRecord): Promise<void> {
     try {
-      this.#insertSession(record, 0);
+      this.#synced(() => this.#insertSession(record, 0));
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new LifelineError('SESSION_EXISTS');
       throw err;
@@ -423,11 +544,11 @@ export class SqliteStore implements Store {
   }
 
   async closeSession(sessionId: string, producer: ProducerRef | undefined, at: number): Promise<AppendOutcome> {
-    return this.#closeTx(sessionId, producer, at);
+    return this.#synced(() => this.#closeTx(sessionId, producer, at));
   }
 
   async forkSession(record: SessionRecord, sourceId: string, uptoSeq: number, tail?: Omit<StoredEvent, 'seq'>): Promise<void> {
-    this.#forkTx(record, sourceId, uptoSeq, tail);
+    this.#synced(() => this.#forkTx(record, sourceId, uptoSeq, tail));
   }
 
   async forkCount(id: string): Promise<number> {
@@ -435,13 +556,13 @@ export class SqliteStore implements Store {
   }
 
   async tombstoneSession(id: string, at: number): Promise<boolean> {
-    return this.#db.transaction(() => {
+    return this.#synced(this.#db.transaction(() => {
       this.#stmt.deleteEvents.run(id);
       this.#stmt.deleteProducers.run(id);
       this.#stmt.deleteLeases.run(id);
       this.#stmt.deleteCursors.run(id);
       return this.#stmt.tombstone.run(at, id).changes > 0;
-    })();
+    }));
   }
 
   async touchSession(id: string, at: number): Promise<void> {
@@ -458,13 +579,13 @@ export class SqliteStore implements Store {
   }
 
   async deleteSession(id: string): Promise<boolean> {
-    return this.#db.transaction(() => {
+    return this.#synced(this.#db.transaction(() => {
       this.#stmt.deleteEvents.run(id);
       this.#stmt.deleteProducers.run(id);
       this.#stmt.deleteLeases.run(id);
       this.#stmt.deleteCursors.run(id);
       return this.#stmt.deleteSession.run(id).changes > 0;
-    })();
+    }));
   }
 
   async expiredSessions(now: number, limit: number): Promise<string[]> {
@@ -473,7 +594,14 @@ export class SqliteStore implements Store {
 
   async append(entries: readonly AppendEntry[]): Promise<AppendOutcome[]> {
     if (entries.length === 0) return [];
-    return this.#appendTx(entries);
+    if (this.#synchronous === 'full') return this.#appendTx(entries);
+    if (this.#unsynced + entries.length > MAX_UNSYNCED_EVENTS) {
+      this.#forcedSyncs++;
+      return this.#synced(() => this.#appendTx(entries));
+    }
+    const outcomes = this.#appendTx(entries);
+    this.#unsynced += entries.length;
+    return outcomes;
   }
 
   async read(sessionId: string, afterSeq: number, limit: number): Promise<StoredEvent[]> {
@@ -495,11 +623,11 @@ export class SqliteStore implements Store {
   }
 
   async claimLease(sessionId: string, role: string, holder: string, expectedEpoch: number): Promise<LeaseRecord | undefined> {
-    return this.#claimTx(sessionId, role, holder, expectedEpoch);
+    return this.#synced(() => this.#claimTx(sessionId, role, holder, expectedEpoch));
   }
 
   async releaseLease(sessionId: string, role: string, holder: string, epoch: number): Promise<boolean> {
-    return this.#stmt.releaseLease.run(sessionId, role, holder, epoch).changes > 0;
+    return this.#synced(() => this.#stmt.releaseLease.run(sessionId, role, holder, epoch).changes > 0);
   }
 
   async commitCursor(sessionId: string, consumer: string, seq: number): Promise<void> {
@@ -521,7 +649,28 @@ export class SqliteStore implements Store {
     return this.#db.pragma('wal_autocheckpoint', { simple: true }) as number;
   }
 
+  /** This store's `synchronous` level. */
+  get synchronous(): 'full' | 'normal' {
+    return this.#synchronous;
+  }
+
+  /**
+   * Whether opening found that the previous run may have lost its last appends (it was in
+   * `normal` mode, never closed, and the machine restarted since) and so skipped
+   * RECOVERY_SEQ_SKIP offsets on every timeline.
+   */
+  get recoveredFromPossibleLoss(): boolean {
+    return this.#recovered;
+  }
+
+  /** Events appended since the last fsync, and how many appends were made to fsync because of MAX_UNSYNCED_EVENTS (`normal` mode). */
+  get unsyncedAppends(): { events: number; forcedSyncs: number } {
+    return { events: this.#unsynced, forcedSyncs: this.#forcedSyncs };
+  }
+
   async close(): Promise<void> {
+    // A clean stop: nothing can be lost now, so the next run has nothing to recover.
+    if (this.#db.open && this.path !== ':memory:') this.#synced(() => this.#db.prepare('DELETE FROM meta WHERE key = ?').run(this.#runKey));
     await this.#checkpointer?.close();
     if (this.#db.open) this.#db.close();
   }

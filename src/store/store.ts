@@ -103,7 +103,7 @@ export interface Store {
   expiredSessions(now: number, limit: number): Promise<string[]>;
 
   /**
-   * Appends a batch atomically (group commit: one transaction, one fsync). Entries are applied in
+   * Appends a batch atomically (group commit: one transaction, at most one fsync). Entries are applied in
    * order; each is checked against producer state as left by the entries before it, and the
    * producer state commits together with the event. Returns one outcome per entry.
    */

@@ -9,7 +9,7 @@ interface Pending {
 
 /**
  * Group commit: appends that arrive while the store is busy (or in the same turn of the event loop)
- * are committed together in one store.append call — one transaction, one fsync. Batches commit
+ * are committed together in one store.append call — one transaction, at most one fsync. Batches commit
  * strictly one after another, so per-session order is the order of arrival.
  */
 export class GroupCommitter {

@@ -1,11 +1,12 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Json, Origin } from '../../src/protocol/index.js';
 import { openStore } from '../../src/store/index.js';
 import type { AppendEntry, Store } from '../../src/store/index.js';
-import { SqliteStore } from '../../src/store/sqlite-store.js';
+import { parseConfig } from '../../src/relay/config.js';
+import { MAX_UNSYNCED_EVENTS, RECOVERY_SEQ_SKIP, SqliteStore } from '../../src/store/sqlite-store.js';
 import { runStoreContract } from './contract.js';
 
 function tempDir(): string {
@@ -198,5 +199,150 @@ describe('SqliteStore background WAL checkpoints', () => {
     const mem = new SqliteStore(':memory:');
     expect(mem.checkpointer).toBeUndefined();
     await mem.close();
+  });
+});
+
+describe('SqliteStore durability in normal mode (the default)', () => {
+  let dir: string;
+  const opened: SqliteStore[] = [];
+  const open = (file: string, opts: ConstructorParameters<typeof SqliteStore>[1] = {}): SqliteStore => {
+    const s = new SqliteStore(join(dir, file), { checkpoints: 'inline', ...opts });
+    opened.push(s);
+    return s;
+  };
+  const session = (store: SqliteStore, id: string): Promise<void> =>
+    store.createSession({ id, createdAt: 1, expiresAt: null, idleTtlMs: null, metadata: {} });
+  const walSize = (file: string): number => statSync(join(dir, `${file}-wal`)).size;
+  /**
+   * The files as a machine would find them after losing power: the database file as it is and the
+   * WAL cut to `walBytes` (what had been fsynced); the shared-memory index is gone.
+   */
+  const crashCopy = (from: string, to: string, walBytes?: number): void => {
+    copyFileSync(join(dir, from), join(dir, to));
+    const wal = readFileSync(join(dir, `${from}-wal`));
+    writeFileSync(join(dir, `${to}-wal`), walBytes === undefined ? wal : wal.subarray(0, walBytes));
+  };
+  const texts = async (store: SqliteStore, id: string, after = 0): Promise<string[]> =>
+    (await store.read(id, after, 100)).map((e) => (e.data as { text: string }).text);
+
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is the default of the store, of openStore and of the relay', async () => {
+    expect(open('a.db').synchronous).toBe('normal');
+    const viaOpen = await openStore(`sqlite:${join(dir, 'b.db')}`);
+    expect((viaOpen as SqliteStore).synchronous).toBe('normal');
+    await viaOpen.close();
+    expect(parseConfig({ secret: 'test-secret-test-secret-test-secret' }).sqliteSync).toBe('normal');
+  });
+
+  it('appends go without an fsync of their own, but never more than MAX_UNSYNCED_EVENTS of them', async () => {
+    const store = open('a.db');
+    await session(store, 's');
+    expect(store.unsyncedAppends).toEqual({ events: 0, forcedSyncs: 0 });
+    const batch = (n: number, from: number): AppendEntry[] => Array.from({ length: n }, (_, i) => text('s', `t${from + i}`));
+    for (let i = 0; i < MAX_UNSYNCED_EVENTS / 1000; i++) await store.append(batch(1000, i * 1000));
+    expect(store.unsyncedAppends).toEqual({ events: MAX_UNSYNCED_EVENTS, forcedSyncs: 0 });
+    // The next append would pass the bound: it commits with an fsync, which covers all before it.
+    await store.append(batch(1, MAX_UNSYNCED_EVENTS));
+    expect(store.unsyncedAppends).toEqual({ events: 0, forcedSyncs: 1 });
+    await store.append(batch(3, MAX_UNSYNCED_EVENTS + 1));
+    expect(store.unsyncedAppends.events).toBe(3);
+    // Sessions, leases and the like always fsync, and so make every append before them durable.
+    await session(store, 'other');
+    expect(store.unsyncedAppends.events).toBe(0);
+    expect(await store.head('s')).toBe(MAX_UNSYNCED_EVENTS + 4);
+    // In full mode every commit fsyncs: nothing is ever counted.
+    const full = open('full.db', { synchronous: 'full' });
+    await session(full, 's');
+    await full.append(batch(5, 0));
+    expect(full.unsyncedAppends).toEqual({ events: 0, forcedSyncs: 0 });
+  });
+
+  it('after a power cut the unsynced appends are gone, and no offset or producer position is handed out twice', async () => {
+    const before = open('live.db', { bootId: 'boot-1' });
+    await session(before, 's');
+    const p = (seq: number, t: string): AppendEntry => text('s', t, { id: 'agent', epoch: 1, seq });
+    await before.append([p(0, 'a'), p(1, 'b')]);
+    await session(before, 'marker'); // fsyncs: a and b are on disk now
+    const synced = walSize('live.db');
+    for (const [i, t] of ['c', 'd', 'e'].entries()) expect(await before.append([p(2 + i, t)])).toEqual([{ status: 'appended', seq: 3 + i }]);
+    const seenByReader = 5; // a reader had c, d and e, up to offset 5
+    expect(walSize('live.db')).toBeGreaterThan(synced);
+    crashCopy('live.db', 'after.db', synced); // the machine lost power: before never closed
+
+    const after = open('after.db', { bootId: 'boot-2' });
+    expect(after.recoveredFromPossibleLoss).toBe(true);
+    expect(await texts(after, 's')).toEqual(['a', 'b']);
+    expect(await after.getSession('marker')).toBeDefined();
+    // Offsets 3–5 were seen and lost: the timeline moved past them, so none is reused.
+    expect(await after.head('s')).toBe(2 + RECOVERY_SEQ_SKIP);
+    expect(RECOVERY_SEQ_SKIP).toBeGreaterThan(MAX_UNSYNCED_EVENTS);
+    // The agent was acknowledged up to seq 4; it goes on with 5, and that is accepted once.
+    expect(await after.append([p(5, 'f')])).toEqual([{ status: 'appended', seq: 3 + RECOVERY_SEQ_SKIP }]);
+    expect(await texts(after, 's', seenByReader)).toEqual(['f']);
+    // Its durable retries are still recognised, and the usual rules apply again from here.
+    expect(await after.append([p(1, 'b')])).toEqual([{ status: 'duplicate', seq: 2 }]);
+    expect(await after.append([p(6, 'g')])).toEqual([{ status: 'appended', seq: 4 + RECOVERY_SEQ_SKIP }]);
+    expect((await after.append([p(9, 'x')]))[0]).toMatchObject({ status: 'rejected', code: 'SEQUENCE_GAP' });
+    // Recovered once: a clean stop and another restart skip nothing more.
+    await after.close();
+    const later = open('after.db', { bootId: 'boot-3' });
+    expect(later.recoveredFromPossibleLoss).toBe(false);
+    expect(await later.head('s')).toBe(4 + RECOVERY_SEQ_SKIP);
+  });
+
+  it('a store that closes does not hide another one still open on the same file', async () => {
+    const first = open('live.db', { bootId: 'boot-1' });
+    const second = open('live.db', { bootId: 'boot-1' });
+    await session(first, 's');
+    await first.close();
+    const synced = walSize('live.db');
+    await second.append([text('s', 'unsynced')]);
+    crashCopy('live.db', 'after.db', synced);
+    const after = open('after.db', { bootId: 'boot-2' });
+    expect(after.recoveredFromPossibleLoss).toBe(true);
+    expect(await after.head('s')).toBe(RECOVERY_SEQ_SKIP);
+  });
+
+  it('a killed process loses nothing, and the next run on the same boot skips nothing', async () => {
+    const before = open('live.db', { bootId: 'boot-1' });
+    await session(before, 's');
+    for (const t of ['a', 'b', 'c']) await before.append([text('s', t)]);
+    // The process died; the OS kept every page it had written, so the WAL is whole.
+    crashCopy('live.db', 'after.db');
+    const after = open('after.db', { bootId: 'boot-1' });
+    expect(after.recoveredFromPossibleLoss).toBe(false);
+    expect(await after.head('s')).toBe(3);
+    expect(await texts(after, 's')).toEqual(['a', 'b', 'c']);
+    // Without a boot id nothing can tell a killed process from a power cut: it skips, to be safe.
+    crashCopy('live.db', 'unknown.db');
+    const unknown = open('unknown.db', { bootId: null });
+    expect(unknown.recoveredFromPossibleLoss).toBe(true);
+    expect(await texts(unknown, 's')).toEqual(['a', 'b', 'c']);
+    expect(await unknown.head('s')).toBe(3 + RECOVERY_SEQ_SKIP);
+  });
+
+  it('a clean close, or a run in full mode, leaves nothing to recover after a restart', async () => {
+    const closed = open('closed.db', { bootId: 'boot-1' });
+    await session(closed, 's');
+    await closed.append([text('s', 'a')]);
+    await closed.close();
+    const reopened = open('closed.db', { bootId: 'boot-2' });
+    expect(reopened.recoveredFromPossibleLoss).toBe(false);
+    expect(await reopened.head('s')).toBe(1);
+
+    const full = open('full.db', { bootId: 'boot-1', synchronous: 'full' });
+    await session(full, 's');
+    await full.append([text('s', 'a')]);
+    crashCopy('full.db', 'full-after.db', walSize('full.db'));
+    const fullAfter = open('full-after.db', { bootId: 'boot-2' });
+    expect(fullAfter.recoveredFromPossibleLoss).toBe(false);
+    expect(await fullAfter.head('s')).toBe(1);
   });
 });
