@@ -44,7 +44,7 @@ export interface RelayUnderTest {
 export async function launchRelay(opts: RelayLaunchOptions): Promise<RelayUnderTest> {
   const secret = randomBytes(24).toString('hex');
   const tmp = opts.store === 'sqlite' ? tempDir('lifeline-bench-') : undefined;
-  const sqliteSync = opts.store === 'sqlite' ? (opts.sqliteSync ?? 'full') : undefined;
+  const sqliteSync = opts.store === 'sqlite' ? (opts.sqliteSync ?? 'normal') : undefined;
   const storeSpec = tmp ? `sqlite:${join(tmp.dir, 'bench.db')}` : 'memory';
   const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--store', storeSpec, '--secret', secret, '--log-level', 'error'];
   if (sqliteSync) args.push('--sqlite-sync', sqliteSync);

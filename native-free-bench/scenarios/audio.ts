@@ -411,7 +411,7 @@ export const audioScenario: Scenario = {
       .option('--no-baseline', 'skip the werift-direct baseline')
       .option('--no-record', 'sessions do not record audio (forwarded live only; no timeline_latency)')
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
-      .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('full'))
+      .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('normal'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
   },
   run(options, ctx) {

@@ -272,7 +272,7 @@ export const tokensScenario: Scenario = {
       .option('--warmup <s>', 'seconds sent but not measured, first', decimal(0, 600), 1)
       .option('--drain <s>', 'longest wait for undelivered tokens at the end', decimal(0.1, 120), 5)
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
-      .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('full'))
+      .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('normal'))
       .option('--plain-node', "run the relay with V8's defaults, without the flags npm start gives it (src/cli/node-flags.ts)")
       .addOption(new Option('--transport <kind>', "the user's transport (the agent stays on WebSocket); webrtc compares against bare werift").choices(['ws', 'webrtc']).default('ws'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
