@@ -1,4 +1,6 @@
 import WebSocket from 'ws';
+import { SocketCork } from '../protocol/socket-cork.js';
+import type { Corkable } from '../protocol/socket-cork.js';
 import type { ClientLink, ClientTransport, ConnectTarget } from './client-transport.js';
 
 /** The WebSocket URL of a session on a relay. */
@@ -12,9 +14,12 @@ class NodeWsLink implements ClientLink {
   onMessage: ((data: string | Uint8Array) => void) | undefined;
   onClose: ((code: number, reason: string) => void) | undefined;
   readonly #ws: WebSocket;
+  readonly #cork: SocketCork;
 
-  constructor(ws: WebSocket) {
+  /** `socket` is the connection `ws` writes to (the upgrade response's). */
+  constructor(ws: WebSocket, socket: Corkable) {
     this.#ws = ws;
+    this.#cork = new SocketCork(socket, process.nextTick);
     ws.on('message', (data, isBinary) => {
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       this.onMessage?.(isBinary ? buf : buf.toString('utf8'));
@@ -30,7 +35,10 @@ class NodeWsLink implements ClientLink {
   }
 
   send(data: string | Uint8Array): void {
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(data);
+    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    // The appends of one turn (a burst of tokens) leave in one write.
+    this.#cork.hold();
+    this.#ws.send(data);
   }
 
   close(code = 1000, reason = ''): void {
@@ -54,9 +62,13 @@ export function wsTransport(): ClientTransport {
           reject(new Error('aborted'));
         };
         signal.addEventListener('abort', onAbort, { once: true });
+        let socket: Corkable | undefined;
+        ws.once('upgrade', (res) => {
+          socket = res.socket;
+        });
         ws.once('open', () => {
           signal.removeEventListener('abort', onAbort);
-          resolve(new NodeWsLink(ws));
+          resolve(new NodeWsLink(ws, socket ?? { cork() {}, uncork() {} }));
         });
         ws.once('error', (err) => {
           signal.removeEventListener('abort', onAbort);

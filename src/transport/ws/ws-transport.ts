@@ -4,6 +4,8 @@ import type { WebSocket } from 'ws';
 import { LifelineError, encodeFrame, isLifelineError } from '../../protocol/index.js';
 import type { TokenClaims } from '../../protocol/index.js';
 import type { Timeline } from '../../timeline/index.js';
+import { SocketCork } from '../../protocol/socket-cork.js';
+import type { Corkable } from '../../protocol/socket-cork.js';
 import { pollDrain } from '../frame-link.js';
 import type { FrameLink } from '../frame-link.js';
 import { ProtocolConnection } from '../protocol-connection.js';
@@ -22,14 +24,19 @@ export interface WsTransportOptions {
 
 class WsLink implements FrameLink {
   readonly #ws: WebSocket;
-  constructor(ws: WebSocket) {
+  readonly #cork: SocketCork;
+  /** `socket` is the connection `ws` writes to (the upgraded request's). */
+  constructor(ws: WebSocket, socket: Corkable) {
     this.#ws = ws;
+    this.#cork = new SocketCork(socket, process.nextTick);
   }
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
   }
   send(data: string | Uint8Array): void {
-    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(data);
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
+    this.#cork.hold();
+    this.#ws.send(data);
   }
   waitForDrain(lowWater: number): Promise<void> {
     return pollDrain(this.#ws, () => this.#ws.readyState === this.#ws.OPEN, lowWater);
@@ -57,7 +64,7 @@ class WsLink implements FrameLink {
  */
 export function registerWsTransport(app: FastifyInstance, opts: WsTransportOptions): void {
   app.get<{ Params: { id: string } }>('/v1/sessions/:id/ws', { websocket: true }, (socket, req) => {
-    const link = new WsLink(socket);
+    const link = new WsLink(socket, req.raw.socket);
     const early: (string | Uint8Array)[] = [];
     let conn: ProtocolConnection | undefined;
     let gone = false;
