@@ -3,6 +3,7 @@
  * transport and the Node SDK's. Each workaround says which werift behaviour it answers; see
  * docs/WEBRTC.md for the measurements behind them.
  */
+import type { Socket } from 'node:dgram';
 import type { PeerConfig, RTCPeerConnection } from 'werift';
 
 /** Peer configuration: one bundled transport, IPv4, and optionally only some host addresses. */
@@ -38,17 +39,53 @@ export function peerConfig(
   };
 }
 
-/** Resolves when every local candidate is gathered (non-trickle signaling sends them all at once). */
+/**
+ * Resolves when every local candidate is gathered (non-trickle signaling sends them all at once),
+ * with the candidates' sockets sized by widenSocketBuffers().
+ */
 export function gatheringComplete(pc: RTCPeerConnection): Promise<void> {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  if (pc.iceGatheringState === 'complete') {
+    widenSocketBuffers(pc);
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     const sub = pc.iceGatheringStateChange.subscribe((state) => {
       if (state === 'complete') {
         sub.unSubscribe();
+        widenSocketBuffers(pc);
         resolve();
       }
     });
   });
+}
+
+/** Receive and send buffer asked for each UDP socket; the kernel caps it (Linux: net.core.rmem_max, wmem_max). */
+export const UDP_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+const SIZED = new WeakSet<Socket>();
+
+/**
+ * werift fix 7 — werift leaves its UDP sockets at the kernel's default buffer (208 KiB on Linux,
+ * about 150 full-size datagrams once the kernel's overhead is counted). A burst of coalesced
+ * data-channel messages that arrives while the event loop is busy overflows it, and every datagram
+ * dropped costs an SCTP retransmission and a halved congestion window. Asks for
+ * UDP_SOCKET_BUFFER_BYTES on every candidate socket; a socket is sized once.
+ */
+export function widenSocketBuffers(pc: RTCPeerConnection, bytes = UDP_SOCKET_BUFFER_BYTES): void {
+  for (const transport of pc.iceTransports) {
+    const connection = transport.connection as unknown as { protocols?: { transport?: { socket?: Socket } }[] };
+    for (const protocol of connection.protocols ?? []) {
+      const socket = protocol.transport?.socket;
+      if (!socket || SIZED.has(socket)) continue;
+      try {
+        socket.setRecvBufferSize(bytes);
+        socket.setSendBufferSize(bytes);
+        SIZED.add(socket);
+      } catch {
+        // Not bound yet, or already closed: there is nothing to size.
+      }
+    }
+  }
 }
 
 /**
