@@ -276,7 +276,9 @@ export class SqliteStore implements Store {
       });
     }
     // Columns added after the first schema: add them to older files.
-    const columns = new Set((this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]).map((c) => c.name));
+    const columnsOf = (table: string): Set<string> =>
+      new Set((this.#db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+    const columns = columnsOf('sessions');
     if (!columns.has('idle_ttl_ms')) this.#db.exec('ALTER TABLE sessions ADD COLUMN idle_ttl_ms INTEGER');
     if (!columns.has('last_active')) this.#db.exec('ALTER TABLE sessions ADD COLUMN last_active INTEGER');
     // Durable Streams (HTTP transport): content type, forks, closure, soft delete, writer seq.
@@ -287,8 +289,7 @@ export class SqliteStore implements Store {
     if (!columns.has('stream_seq')) this.#db.exec('ALTER TABLE sessions ADD COLUMN stream_seq TEXT');
     this.#db.exec('CREATE INDEX IF NOT EXISTS sessions_forks ON sessions(forked_from) WHERE forked_from IS NOT NULL');
     // Set on every producer when a run's last appends may have been lost (see RECOVERY_SEQ_SKIP).
-    const producerColumns = new Set((this.#db.prepare('PRAGMA table_info(producers)').all() as { name: string }[]).map((c) => c.name));
-    if (!producerColumns.has('resync')) this.#db.exec('ALTER TABLE producers ADD COLUMN resync INTEGER NOT NULL DEFAULT 0');
+    if (!columnsOf('producers').has('resync')) this.#db.exec('ALTER TABLE producers ADD COLUMN resync INTEGER NOT NULL DEFAULT 0');
     const db = this.#db;
     this.#stmt = {
       insertSession: db.prepare(

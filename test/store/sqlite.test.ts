@@ -133,19 +133,16 @@ describe('SqliteStore specifics', () => {
   });
 });
 
-describe('SqliteStore background WAL checkpoints', () => {
-  let dir: string;
+/**
+ * SqliteStores on files in a fresh directory per test; each is closed, and the directory removed,
+ * when the test ends.
+ */
+function storeFiles(defaults: ConstructorParameters<typeof SqliteStore>[1] = {}): {
+  readonly dir: string;
+  open(file: string, opts?: ConstructorParameters<typeof SqliteStore>[1]): SqliteStore;
+} {
+  let dir = '';
   const opened: SqliteStore[] = [];
-  const open = (opts: ConstructorParameters<typeof SqliteStore>[1] = {}): SqliteStore => {
-    const s = new SqliteStore(join(dir, 'wal.db'), opts);
-    opened.push(s);
-    return s;
-  };
-  const fill = async (store: SqliteStore, sessionId: string, n: number): Promise<void> => {
-    await store.createSession({ id: sessionId, createdAt: 1, expiresAt: null, idleTtlMs: null, metadata: {} });
-    for (let i = 0; i < n; i++) await store.append([text(sessionId, `t${i}`)]);
-  };
-
   beforeEach(() => {
     dir = tempDir();
   });
@@ -153,6 +150,25 @@ describe('SqliteStore background WAL checkpoints', () => {
     for (const s of opened.splice(0)) await s.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    get dir() {
+      return dir;
+    },
+    open(file, opts = {}) {
+      const s = new SqliteStore(join(dir, file), { ...defaults, ...opts });
+      opened.push(s);
+      return s;
+    },
+  };
+}
+
+describe('SqliteStore background WAL checkpoints', () => {
+  const files = storeFiles();
+  const open = (opts: ConstructorParameters<typeof SqliteStore>[1] = {}): SqliteStore => files.open('wal.db', opts);
+  const fill = async (store: SqliteStore, sessionId: string, n: number): Promise<void> => {
+    await store.createSession({ id: sessionId, createdAt: 1, expiresAt: null, idleTtlMs: null, metadata: {} });
+    for (let i = 0; i < n; i++) await store.append([text(sessionId, `t${i}`)]);
+  };
 
   it('a worker thread copies the WAL into the database; the writer only keeps a far backstop', async () => {
     const store = open({ checkpointIntervalMs: 10 });
@@ -203,39 +219,26 @@ describe('SqliteStore background WAL checkpoints', () => {
 });
 
 describe('SqliteStore durability in normal mode (the default)', () => {
-  let dir: string;
-  const opened: SqliteStore[] = [];
-  const open = (file: string, opts: ConstructorParameters<typeof SqliteStore>[1] = {}): SqliteStore => {
-    const s = new SqliteStore(join(dir, file), { checkpoints: 'inline', ...opts });
-    opened.push(s);
-    return s;
-  };
+  const files = storeFiles({ checkpoints: 'inline' });
+  const open = files.open;
   const session = (store: SqliteStore, id: string): Promise<void> =>
     store.createSession({ id, createdAt: 1, expiresAt: null, idleTtlMs: null, metadata: {} });
-  const walSize = (file: string): number => statSync(join(dir, `${file}-wal`)).size;
+  const walSize = (file: string): number => statSync(join(files.dir, `${file}-wal`)).size;
   /**
    * The files as a machine would find them after losing power: the database file as it is and the
    * WAL cut to `walBytes` (what had been fsynced); the shared-memory index is gone.
    */
   const crashCopy = (from: string, to: string, walBytes?: number): void => {
-    copyFileSync(join(dir, from), join(dir, to));
-    const wal = readFileSync(join(dir, `${from}-wal`));
-    writeFileSync(join(dir, `${to}-wal`), walBytes === undefined ? wal : wal.subarray(0, walBytes));
+    copyFileSync(join(files.dir, from), join(files.dir, to));
+    const wal = readFileSync(join(files.dir, `${from}-wal`));
+    writeFileSync(join(files.dir, `${to}-wal`), walBytes === undefined ? wal : wal.subarray(0, walBytes));
   };
   const texts = async (store: SqliteStore, id: string, after = 0): Promise<string[]> =>
     (await store.read(id, after, 100)).map((e) => (e.data as { text: string }).text);
 
-  beforeEach(() => {
-    dir = tempDir();
-  });
-  afterEach(async () => {
-    for (const s of opened.splice(0)) await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
   it('is the default of the store, of openStore and of the relay', async () => {
     expect(open('a.db').synchronous).toBe('normal');
-    const viaOpen = await openStore(`sqlite:${join(dir, 'b.db')}`);
+    const viaOpen = await openStore(`sqlite:${join(files.dir, 'b.db')}`);
     expect((viaOpen as SqliteStore).synchronous).toBe('normal');
     await viaOpen.close();
     expect(parseConfig({ secret: 'test-secret-test-secret-test-secret' }).sqliteSync).toBe('normal');
