@@ -89,7 +89,10 @@ describe('WebRTC over an impaired path', () => {
     const upstreamMs = Date.now() - restoredAt;
     expect(downstreamMs).toBeLessThan(900);
     expect(upstreamMs).toBeLessThan(900);
-    expect(texts(agent.events)).toContain('from the user, into the gap');
+    // The acknowledgement goes back to the user over the data channel while the agent's copy
+    // travels its own WebSocket: either may land first, so wait for the agent's rather than race.
+    await waitFor(() => texts(agent.events).includes('from the user, into the gap'), { timeoutMs: 2000, message: "the agent's copy" });
+    expect(texts(agent.events).filter((t) => t === 'from the user, into the gap')).toHaveLength(1);
   });
 
   it('heals a path switch (new source port, as Wi-Fi → cellular) without a new peer connection', async () => {
