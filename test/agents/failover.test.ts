@@ -146,7 +146,11 @@ describe('agents that survive crashes', () => {
     const takeover = user.events.find((e) => e.kind === 'control' && (e.data as { worker?: string }).worker === other.id)!;
     const lateFromZombie = user.events.filter((e) => e.from.participant === first.id && e.offset > takeover.offset);
     expect(lateFromZombie).toEqual([]);
-    const head = await r.relay.timeline.head(sid);
-    expect(Number(user.s.lastOffset)).toBe(head);
+    // The head is the relay's; the user's copy of the newest events (e.g. the zombie's presence as
+    // its session closes) travels the user's own socket: wait for it to catch up rather than race.
+    await waitFor(async () => Number(user.s.lastOffset) === (await r.relay.timeline.head(sid)), {
+      timeoutMs: 5000,
+      message: 'the user has every event up to the head',
+    });
   });
 });

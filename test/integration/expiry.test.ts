@@ -17,6 +17,13 @@ async function expiryPassed(expiresAt: number): Promise<void> {
   await waitFor(() => Date.now() > expiresAt, { timeoutMs: 10_000, intervalMs: 20, message: 'the session TTL to pass' });
 }
 
+/**
+ * The TTL the tests give their session: everything before the expiry (connections, appends, the
+ * checks that the session is still whole) must fit in it, so it leaves a loaded machine seconds,
+ * not a few hundred milliseconds, while the tests stay short.
+ */
+const TTL_SECONDS = 4;
+
 async function createWithTtl(url: string, adminToken: string, id: string, ttlSeconds: number): Promise<number> {
   const res = await api(url, 'POST', '/v1/sessions', { token: adminToken, body: { id, ttlSeconds } });
   expect(res.status).toBe(201);
@@ -28,7 +35,7 @@ describe('an expired session refuses everything with SESSION_EXPIRED', () => {
     const c = useCleanup();
     // The sweeper is far away here, so the expired session is still on record.
     const relay = await c.relay({ sweepIntervalMs: 600_000, idleTimeoutMs: 60_000 });
-    const expiresAt = await createWithTtl(relay.url, relay.adminToken, 'short', 2);
+    const expiresAt = await createWithTtl(relay.url, relay.adminToken, 'short', TTL_SECONDS);
     const sid = 'short';
     const agentToken = await relay.token(sid, 'bot', 'agent');
     const writer = await c.raw(relay.url, sid, { token: agentToken });
@@ -82,7 +89,7 @@ describe('the sweeper reclaims expired sessions', () => {
     const c = useCleanup();
     const store = kind === 'memory' ? 'memory' : `sqlite:${join(c.dir('lifeline-expiry-'), 'relay.db')}`;
     const relay = await c.relay({ store, sweepIntervalMs: 200, idleTimeoutMs: 60_000 });
-    const expiresAt = await createWithTtl(relay.url, relay.adminToken, 'brief', 2);
+    const expiresAt = await createWithTtl(relay.url, relay.adminToken, 'brief', TTL_SECONDS);
     const sid = 'brief';
     const keeper = await relay.createSession({ id: 'keeper' });
     const longer = await relay.createSession({ id: 'longer', ttlSeconds: 3600 });

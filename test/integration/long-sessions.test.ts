@@ -21,11 +21,13 @@ describe('sessions that live for days', () => {
   it('an idle session is reclaimed after its idle TTL; activity keeps it alive', async () => {
     const r = await startRelay({ sweepIntervalMs: 100 });
     relays.push(r);
-    const busy = await r.createSession({ idleTtlSeconds: 0.6 });
-    const idle = await r.createSession({ idleTtlSeconds: 0.6 });
+    // The TTL leaves the busy session's gaps (150 ms plus an append's round trip, and the connect
+    // before the first) over a second of slack on a loaded machine; the activity lasts twice the TTL.
+    const busy = await r.createSession({ idleTtlSeconds: 1.5 });
+    const idle = await r.createSession({ idleTtlSeconds: 1.5 });
     const agent = await connect({ url: r.url, token: await r.token(busy, 'bot', 'agent') });
     sessions.push(agent);
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 20; i++) {
       await agent.sendText(`still here ${i}`);
       await new Promise((resolve) => setTimeout(resolve, 150));
     }

@@ -174,11 +174,16 @@ describe('SqliteStore background WAL checkpoints', () => {
     const store = open({ checkpointIntervalMs: 10 });
     expect(store.autoCheckpointPages).toBe(10_000);
     await fill(store, 's', 300);
-    await vi.waitFor(() => {
-      const last = store.checkpointer?.lastCheckpoint;
-      expect(last?.log).toBeGreaterThan(0);
-      expect(last?.checkpointed).toBe(last?.log);
-    });
+    // vi.waitFor gives up after 1 s by default: too little for a worker thread to start (and load
+    // better-sqlite3) and report on a loaded machine.
+    await vi.waitFor(
+      () => {
+        const last = store.checkpointer?.lastCheckpoint;
+        expect(last?.log).toBeGreaterThan(0);
+        expect(last?.checkpointed).toBe(last?.log);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
     expect(store.checkpointer?.checkpoints).toBeGreaterThan(0);
     // Nothing was lost on the way: the events read back whole, and again from a reopened file.
     expect((await store.read('s', 0, 1000)).map((e) => (e.data as { text: string }).text)).toEqual(
