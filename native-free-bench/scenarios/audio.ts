@@ -3,6 +3,7 @@ import { Option } from 'commander';
 import type { Command } from 'commander';
 import { RtpHeader, RtpPacket } from 'werift';
 import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
+import { EVENT_KINDS } from '../../src/protocol/index.js';
 import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
 import type { LifelineSession } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
@@ -54,6 +55,8 @@ interface AudioConfig {
   baseline: boolean;
   /** Sessions record audio in their timelines (default); false: forwarded live only. */
   record: boolean;
+  /** User devices read every kind but `audio.frame` (they play the agent from RTP). */
+  userSkipsAudio: boolean;
   cpuProf: string | undefined;
 }
 
@@ -138,11 +141,12 @@ interface Duplex {
   close(): void;
 }
 
-async function relayDuplex(relay: RelayUnderTest, i: number, m: Meter, problems: Problems, record: boolean): Promise<Duplex> {
+async function relayDuplex(relay: RelayUnderTest, i: number, m: Meter, problems: Problems, record: boolean, userSkipsAudio: boolean): Promise<Duplex> {
   const sid = await relay.createSession({ metadata: { bench: 'audio', recordAudio: record } });
   const transport = webrtcTransport({ iceHosts: ['127.0.0.1'] });
   const open = async (participant: string, role: 'user' | 'agent'): Promise<LifelineSession> => {
-    const s = await connect({ url: relay.url, token: await relay.token(sid, participant, role), transport, resume: 'now', reconnect: new ExponentialBackoff({ giveUpAfterMs: 5000 }) });
+    const kinds = role === 'user' && userSkipsAudio ? { kinds: EVENT_KINDS.filter((k) => k !== 'audio.frame') } : {};
+    const s = await connect({ url: relay.url, token: await relay.token(sid, participant, role), transport, resume: 'now', ...kinds, reconnect: new ExponentialBackoff({ giveUpAfterMs: 5000 }) });
     s.on('state', (c) => c.state === 'reconnecting' && problems.add(`${role} reconnecting (${c.mode ?? ''}: ${c.reason ?? ''})`));
     return s;
   };
@@ -301,7 +305,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
   let commits: CommitStats | undefined;
   try {
     ctx.progress(`relay: connecting ${cfg.sessions} sessions (user + agent on WebRTC)`);
-    const pairs = await mapLimit(Array.from({ length: cfg.sessions }, (_, i) => i), 4, (i) => relayDuplex(relay, i, m, problems, cfg.record));
+    const pairs = await mapLimit(Array.from({ length: cfg.sessions }, (_, i) => i), 4, (i) => relayDuplex(relay, i, m, problems, cfg.record, cfg.userSkipsAudio));
     try {
       const before = await commitStats(relay.url);
       let cpuAt: number | undefined;
@@ -342,6 +346,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
   const added = base && results['rtp_latency']!.n > 0 ? Math.round((results['rtp_latency']!.p99 - base.p99) * 1000) / 1000 : undefined;
   if (added !== undefined) notes.push(`added p99 RTP latency (relay − werift-direct): ${added} ms (target ≤ ${TARGET_ADDED_P99_MS} ms: ${added <= TARGET_ADDED_P99_MS ? 'met' : 'missed'})`);
   if (cpuPerSession !== undefined) notes.push(`relay CPU per session: ${cpuPerSession} % of one core (relay child, /proc, measured window)`);
+  notes.push(cfg.userSkipsAudio ? 'user devices read every kind but audio.frame (hello.kinds)' : 'user devices read every event, audio.frame included');
   if (harnessCpu !== undefined) notes.push(`harness CPU (all ${cfg.sessions * 2} client peer connections, one process): ${harnessCpu} % of one core`);
   if (commits && commits.commits > 0 && cfg.store === 'sqlite') {
     notes.push('better-sqlite3 commits run on the relay\'s event loop: a slow fsync (a busy disk) stalls RTP forwarding and heartbeats with it');
@@ -372,6 +377,7 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
       store: cfg.store,
       sqliteSync: cfg.store === 'sqlite' ? cfg.sqliteSync : null,
       recordAudio: cfg.record,
+      userSkipsAudio: cfg.userSkipsAudio,
       relayCpuPerSessionPct: cpuPerSession ?? null,
       harnessCpuPct: harnessCpu ?? null,
       addedP99Ms: added ?? null,
@@ -410,6 +416,7 @@ export const audioScenario: Scenario = {
       .option('--token-rate <n>', 'agent text tokens per second per session', decimal(0, 1000), 20)
       .option('--no-baseline', 'skip the werift-direct baseline')
       .option('--no-record', 'sessions do not record audio (forwarded live only; no timeline_latency)')
+      .option('--user-skips-audio', "user devices read every event kind but audio.frame (hello.kinds), as a client that plays the agent from RTP would")
       .addOption(new Option('--store <kind>', 'relay store').choices(['sqlite', 'memory']).default('sqlite'))
       .addOption(new Option('--sqlite-sync <mode>', 'SQLite fsync policy of the relay').choices(['full', 'normal']).default('normal'))
       .option('--cpu-prof <dir>', "write the relay child's CPU profile (node --cpu-prof) to <dir>");
@@ -426,6 +433,7 @@ export const audioScenario: Scenario = {
         sqliteSync: options['sqliteSync'] as 'full' | 'normal',
         baseline: options['baseline'] !== false,
         record: options['record'] !== false,
+        userSkipsAudio: options['userSkipsAudio'] === true,
         cpuProf: typeof options['cpuProf'] === 'string' ? options['cpuProf'] : undefined,
       },
       ctx,

@@ -1,5 +1,5 @@
 import { LifelineError, asPresenceChange } from '../protocol/index.js';
-import type { EventBody, Json, PresenceChange, TimelineEvent, Origin } from '../protocol/index.js';
+import type { EventBody, EventKind, Json, PresenceChange, TimelineEvent, Origin } from '../protocol/index.js';
 import type { ClientTransport } from '../sdk/client-transport.js';
 import { Emitter } from '../sdk/emitter.js';
 import { LifelineSession } from '../sdk/session.js';
@@ -24,6 +24,12 @@ export interface BrowserClientOptions {
   storage?: Storage | null;
   /** Events kept for re-showing after a reload (default 5000; audio frames are never kept). */
   historyLimit?: number;
+  /**
+   * Only events of these kinds are read (default: all). A tab that plays the agent from WebRTC
+   * can leave out `audio.frame`: the relay then sends it no recorded audio. Change it later with
+   * `client.session.setKinds()`.
+   */
+  kinds?: EventKind[];
   iceServers?: RTCIceServer[];
   heartbeatMs?: number;
   restartTimeoutMs?: number;
@@ -171,6 +177,7 @@ export class LifelineClient {
       device: state.device,
       producer: state.producer,
       resume: state.offset,
+      ...(opts.kinds ? { kinds: opts.kinds } : {}),
       ...(opts.restartTimeoutMs !== undefined ? { restartTimeoutMs: opts.restartTimeoutMs } : {}),
     });
     client = new LifelineClient(session, state, claims.sub, rtc, mic, audio);

@@ -105,8 +105,10 @@ function decodeWith<T>(raw: string | Uint8Array, schema: z.ZodType<T>, known: Re
   return validateWith(values[0], schema, known);
 }
 
-const CLIENT_TYPES: ReadonlySet<string> = new Set(['hello', 'append', 'ack', 'subscribe', 'ping', 'claim', 'release', 'commit', 'register']);
-const SERVER_TYPES: ReadonlySet<string> = new Set(['welcome', 'event', 'appended', 'pong', 'error', 'restart', 'lease', 'assign']);
+/** The frame types a union of frame schemas knows, read from the schemas themselves. */
+const typesOf = (union: { options: readonly { shape: { type: { value: string } } }[] }): ReadonlySet<string> => new Set(union.options.map((o) => o.shape.type.value));
+const CLIENT_TYPES = typesOf(ClientFrameSchema);
+const SERVER_TYPES = typesOf(ServerFrameSchema);
 
 /** Decodes and validates a frame sent by a client. Throws LifelineError(BAD_FRAME | UNKNOWN_FRAME). */
 export function decodeClientFrame(raw: string | Uint8Array): ClientFrame {

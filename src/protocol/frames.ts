@@ -17,6 +17,13 @@ export type ProducerRef = z.infer<typeof ProducerRefSchema>;
 /** Where a reader starts: after an offset, `-1` (from the start) or `now` (only new events). */
 export const ResumePointSchema = z.union([OffsetSchema, z.literal(NOW_OFFSET)]);
 
+/** A read stream's kind filter: 1 to all of the event kinds, each at most once. */
+export const KindFilterSchema = z
+  .array(EventKindSchema)
+  .min(1)
+  .max(EventKindSchema.options.length)
+  .refine((kinds) => new Set(kinds).size === kinds.length, 'each kind at most once');
+
 // ---- client → relay -------------------------------------------------------------------------
 
 export const HelloSchema = z.object({
@@ -37,6 +44,11 @@ export const HelloSchema = z.object({
    * that was in the timeline at `hello`. Default true.
    */
   echo: z.boolean().optional(),
+  /**
+   * Only events of these kinds are sent (catch-up and live); the others are skipped and need no
+   * ack. A device that plays audio from its media track leaves out `audio.frame`. Default: all.
+   */
+  kinds: KindFilterSchema.optional(),
 });
 
 export const AppendSchema = z.object({
@@ -49,7 +61,8 @@ export const AppendSchema = z.object({
 });
 
 export const AckSchema = z.object({ type: z.literal('ack'), offset: OffsetSchema });
-export const SubscribeSchema = z.object({ type: z.literal('subscribe'), from: ResumePointSchema });
+/** Moves the event stream; with `kinds`, the stream's kind filter is replaced from there on. */
+export const SubscribeSchema = z.object({ type: z.literal('subscribe'), from: ResumePointSchema, kinds: KindFilterSchema.optional() });
 export const PingSchema = z.object({ type: z.literal('ping'), id: z.number().int().nonnegative(), t: z.number().optional() });
 
 /** An agent role in a session (one lease holder per role), e.g. `assistant`. */
@@ -166,6 +179,13 @@ export const AssignSchema = z.object({
 /** The relay asks the client to restart ICE on its peer connection (WebRTC only). */
 export const RestartSchema = z.object({ type: z.literal('restart'), reason: z.string().max(200) });
 
+/**
+ * Answer to `subscribe`: the event stream has moved. Every `event` after this frame belongs to the
+ * moved stream (it starts after `from`, under the new kind filter); events between the
+ * `subscribe` and this frame were sent before the move.
+ */
+export const SubscribedSchema = z.object({ type: z.literal('subscribed'), from: OffsetSchema });
+
 export const ServerFrameSchema = z.discriminatedUnion('type', [
   WelcomeSchema,
   EventFrameSchema,
@@ -173,6 +193,7 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   PongSchema,
   ErrorFrameSchema,
   RestartSchema,
+  SubscribedSchema,
   LeaseSchema,
   AssignSchema,
 ]);

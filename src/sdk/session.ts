@@ -11,8 +11,9 @@ import {
   isErrorCode,
   parseOffset,
   NOW_OFFSET,
+  EVENT_KINDS,
 } from '../protocol/index.js';
-import type { ClientFrame, ErrorCode, EventBody, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
+import type { ClientFrame, ErrorCode, EventBody, EventKind, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
 import type { ClientLink, ClientTransport, LinkMedia } from './client-transport.js';
 import { Emitter } from './emitter.js';
 import { EventStream } from './event-stream.js';
@@ -67,6 +68,12 @@ export interface SessionOptions {
    * Default true.
    */
   echo?: boolean;
+  /**
+   * Only events of these kinds are read (catch-up and live); the relay skips the others. A device
+   * that plays the agent's voice from its media track passes every kind but `audio.frame`.
+   * Default: all kinds. Change it later with `setKinds()`.
+   */
+  kinds?: readonly EventKind[];
   /** Delay before acknowledging a partial batch of events (default 50 ms; a quarter of the window is acknowledged at once). */
   ackDelayMs?: number;
   /** Time allowed for one connection attempt, link and welcome (default 5 s). */
@@ -160,6 +167,11 @@ export class LifelineSession {
   #state: ConnectionState = 'connecting';
   /** Seq of the newest event delivered (our resume point); undefined until the first welcome. */
   #position: number | undefined;
+  /** The kind filter (undefined: all kinds); `#kindsUnsent` while the relay has an older one. */
+  #kinds: EventKind[] | undefined;
+  #kindsUnsent = false;
+  /** `subscribe`s sent on this link and not yet answered: events until the answer are the old stream's. */
+  #moving = 0;
   #acked = 0;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -192,6 +204,8 @@ export class LifelineSession {
     this.#transports = Array.isArray(opts.transport) ? [...opts.transport] : [opts.transport];
     if (this.#transports.length === 0) throw new LifelineError('BAD_REQUEST', 'no transport');
     this.#outbox = new Outbox(opts.producer ?? this.device, opts.epoch ?? 0, opts.maxOutbox ?? 4096);
+    if (opts.kinds?.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or none given for all');
+    this.#kinds = opts.kinds ? [...new Set(opts.kinds)] : undefined;
     this.stream = new EventStream(
       opts.window ?? 512,
       () => this.#maybeAck(),
@@ -454,7 +468,11 @@ export class LifelineSession {
       ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
       ...(this.#heartbeatWish() !== undefined ? { heartbeatMs: this.#heartbeatWish() } : {}),
       ...(this.#opts.echo === false ? { echo: false } : {}),
+      ...(this.#kinds ? { kinds: [...this.#kinds] } : {}),
     };
+    this.#kindsUnsent = false;
+    // A new link's stream starts at the hello's resume point: nothing of an older one arrives on it.
+    this.#moving = 0;
     link.send(encodeFrame(hello));
   }
 
@@ -552,6 +570,9 @@ export class LifelineSession {
       case 'restart':
         if (this.#link?.restart && !this.#restart) this.#startRestart(this.#link, `relay asked: ${frame.reason}`);
         return;
+      case 'subscribed':
+        if (this.#moving > 0) this.#moving--;
+        return;
     }
   }
 
@@ -575,6 +596,8 @@ export class LifelineSession {
     this.#lastWelcomedLink = this.#link;
     const downMs = first ? undefined : Date.now() - this.#lostAt;
     this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
+    // A filter changed after this link's hello went out.
+    if (this.#kindsUnsent) this.#sendKinds();
     // Leases first: the relay handles frames in order, so the re-claim precedes the appends.
     for (const [role, epoch] of this.#leases) this.#send({ type: 'claim', role, epoch });
     for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
@@ -586,6 +609,8 @@ export class LifelineSession {
   }
 
   #onEvent(event: TimelineEvent): void {
+    // Sent before the relay moved the stream (stream.resume, setKinds): it will come again if wanted.
+    if (this.#moving > 0) return;
     const seq = parseOffset(event.offset);
     if (seq === undefined || this.#position === undefined || seq <= this.#position) return; // duplicate
     this.#position = seq;
@@ -614,6 +639,38 @@ export class LifelineSession {
     this.#send({ type: 'ack', offset: formatOffset(this.#position) });
   }
 
+  /** The kinds of event this session reads (undefined: all). */
+  get kinds(): readonly EventKind[] | undefined {
+    return this.#kinds;
+  }
+
+  /**
+   * Changes which kinds of event this session reads (undefined: all), from the newest event it has
+   * received on: events of a newly wanted kind after that point arrive, the others are skipped.
+   * Kept across reconnects.
+   */
+  setKinds(kinds: readonly EventKind[] | undefined): void {
+    if (this.#closed) return;
+    if (kinds !== undefined && kinds.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or undefined for all');
+    this.#kinds = kinds ? [...new Set(kinds)] : undefined;
+    this.#kindsUnsent = true;
+    if (this.#open) this.#sendKinds();
+  }
+
+  /** Tells the relay the current kind filter, from the newest event received on. */
+  #sendKinds(): void {
+    if (this.#position === undefined) return;
+    this.#kindsUnsent = false;
+    this.#subscribe(formatOffset(this.#position), this.#kinds ? [...this.#kinds] : [...EVENT_KINDS]);
+  }
+
+  /** Moves the relay's stream; what arrives until it answers belongs to the old one. */
+  #subscribe(from: string, kinds?: EventKind[]): void {
+    if (!this.#link) return;
+    this.#moving++;
+    this.#send({ type: 'subscribe', from, ...(kinds ? { kinds } : {}) });
+  }
+
   #resumeFrom(from: string): void {
     const seq = from === NOW_OFFSET ? undefined : parseOffset(from);
     if (from !== NOW_OFFSET && seq === undefined) throw new LifelineError('BAD_REQUEST', `not an offset: ${from}`);
@@ -621,7 +678,7 @@ export class LifelineSession {
       this.#position = seq;
       this.#acked = seq;
     }
-    this.#send({ type: 'subscribe', from });
+    this.#subscribe(from);
   }
 
   /**

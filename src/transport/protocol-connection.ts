@@ -9,8 +9,9 @@ import {
   isLifelineError,
   parseOffset,
   NOW_OFFSET,
+  EVENT_KINDS,
 } from '../protocol/index.js';
-import type { AppendFrame, ClientFrame, HelloFrame, Json, Origin, ServerFrame, TimelineEvent, TokenClaims } from '../protocol/index.js';
+import type { AppendFrame, ClientFrame, EventKind, HelloFrame, Json, Origin, ServerFrame, TimelineEvent, TokenClaims } from '../protocol/index.js';
 import type { LeaseManager, Timeline, TimelineReader } from '../timeline/index.js';
 import type { LeaseRecord } from '../store/index.js';
 import type { FrameLink } from './frame-link.js';
@@ -66,6 +67,12 @@ export interface ConnectionServices {
 
 const EVENTS_PER_PULL = 64;
 
+/** A stream's kind filter: undefined when it lets every kind through (no filtering to do). */
+function kindFilter(kinds: readonly EventKind[] | undefined): ReadonlySet<EventKind> | undefined {
+  const set = kinds ? new Set(kinds) : undefined;
+  return set && EVENT_KINDS.some((k) => !set.has(k)) ? set : undefined;
+}
+
 /**
  * One client connection speaking the Lifeline protocol over any FrameLink: hello/welcome, appends
  * with acknowledgements, the event stream with flow control (a window of unacknowledged events),
@@ -87,8 +94,13 @@ export class ProtocolConnection {
   /** hello.echo === false: this device's own appends after `#liveFrom` are not sent back to it. */
   #echo = true;
   #liveFrom = 0;
-  /** Seq of the last event sent (with `#echo` off, the events after it were skipped, not sent). */
+  /** hello/subscribe `kinds`: only events of these kinds are sent. */
+  #kinds: ReadonlySet<EventKind> | undefined;
+  /** Seq of the last event sent (with a filter on, the events after it were skipped, not sent). */
   #lastSent = 0;
+  /** Counts `subscribe`s, and where the latest one moved the stream to (see #pump). */
+  #moves = 0;
+  #movedTo = 0;
   #ackWaker: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #lastFrameAt = Date.now();
@@ -186,7 +198,7 @@ export class ProtocolConnection {
         this.#ack(parseOffset(frame.offset) ?? 0);
         return;
       case 'subscribe':
-        await this.#subscribe(frame.from);
+        await this.#subscribe(frame.from, frame.kinds);
         return;
       case 'ping':
         this.#send({ type: 'pong', id: frame.id, ...(frame.t !== undefined ? { t: frame.t } : {}) });
@@ -246,6 +258,7 @@ export class ProtocolConnection {
       producers.push(p ? { ...p, id } : { id, epoch: 0, seq: -1 });
     }
     this.#echo = hello.echo !== false;
+    this.#kinds = kindFilter(hello.kinds);
     this.#liveFrom = head;
     if (hello.resume !== undefined) {
       const after = hello.resume === NOW_OFFSET ? head : (parseOffset(hello.resume) ?? 0);
@@ -311,9 +324,14 @@ export class ProtocolConnection {
     return id.startsWith('@') ? id : `${this.claims.participant}/${id}`;
   }
 
+  /** Whether some events are skipped rather than sent (hello.echo === false, or a kind filter). */
+  get #filtering(): boolean {
+    return !this.#echo || this.#kinds !== undefined;
+  }
+
   #ack(seq: number): void {
-    // Without echo, an ack of the last event sent also covers the own events skipped after it.
-    const through = !this.#echo && seq >= this.#lastSent ? (this.#reader?.cursor ?? seq) : seq;
+    // With a filter on, an ack of the last event sent also covers the events skipped after it.
+    const through = this.#filtering && seq >= this.#lastSent ? (this.#reader?.cursor ?? seq) : seq;
     if (through > this.#acked) {
       this.#acked = Math.min(through, this.#reader?.cursor ?? through);
       const wake = this.#ackWaker;
@@ -322,28 +340,44 @@ export class ProtocolConnection {
     }
   }
 
-  async #subscribe(from: string): Promise<void> {
+  async #subscribe(from: string, kinds: readonly EventKind[] | undefined): Promise<void> {
     const head = await this.#timeline.head(this.sessionId);
     const after = from === NOW_OFFSET ? head : (parseOffset(from) ?? 0);
     if (after > head) throw new LifelineError('OFFSET_OUT_OF_RANGE', `offset ${from} is beyond the head ${formatOffset(head)}`);
-    this.#acked = after;
-    this.#lastSent = after;
+    const started = this.#reader === undefined;
     if (this.#reader) {
       this.#reader.seek(after);
-      this.#ackWaker?.();
     } else {
-      this.#reader = await this.#timeline.reader(this.sessionId, after);
-      void this.#pump(this.#reader);
+      const reader = await this.#timeline.reader(this.sessionId, after);
+      if (this.#state !== 'open') {
+        reader.close();
+        return;
+      }
+      this.#reader = reader;
     }
+    if (kinds) this.#kinds = kindFilter(kinds);
+    this.#acked = after;
+    this.#lastSent = after;
+    this.#moves++;
+    this.#movedTo = after;
+    // Before any event of the moved stream: the client drops what arrives until this frame.
+    this.#send({ type: 'subscribed', from: formatOffset(after) });
+    if (started) void this.#pump(this.#reader);
+    else this.#ackWaker?.();
   }
 
-  /** Sends the events that are not this device's own live appends (hello.echo === false). */
-  #sendSkippingOwn(events: readonly TimelineEvent[], cursor: number): void {
+  /**
+   * Sends the events the filters let through: of the wanted kinds (`kinds`), and not this device's
+   * own live appends (hello.echo === false).
+   */
+  #sendFiltered(events: readonly TimelineEvent[], cursor: number): void {
     const me = this.#origin!;
+    const kinds = this.#kinds;
     let sent = 0;
     for (const event of events) {
+      if (kinds && !kinds.has(event.kind)) continue;
       const seq = parseOffset(event.offset) ?? 0;
-      if (seq > this.#liveFrom && event.from.device === me.device && event.from.participant === me.participant) continue;
+      if (!this.#echo && seq > this.#liveFrom && event.from.device === me.device && event.from.participant === me.participant) continue;
       this.#send({ type: 'event', event });
       this.#lastSent = seq;
       sent++;
@@ -362,13 +396,20 @@ export class ProtocolConnection {
           await new Promise<void>((resolve) => (this.#ackWaker = resolve));
           continue;
         }
+        const moves = this.#moves;
         const events = await reader.next(Math.min(room, EVENTS_PER_PULL));
         if (this.#state !== 'open') return;
-        if (this.#echo) {
+        // The stream moved while this batch was read, which may have started before or after the
+        // move: read again from where the move put the stream.
+        if (this.#moves !== moves) {
+          reader.seek(this.#movedTo);
+          continue;
+        }
+        if (this.#filtering) {
+          this.#sendFiltered(events, reader.cursor);
+        } else {
           for (const event of events) this.#send({ type: 'event', event });
           if (events.length > 0) this.#observer.eventsOut?.(events.length);
-        } else {
-          this.#sendSkippingOwn(events, reader.cursor);
         }
         if (this.#link.bufferedAmount > this.#limits.highWaterBytes) {
           await this.#link.waitForDrain(this.#limits.highWaterBytes / 4);
