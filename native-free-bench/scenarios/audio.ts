@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import type { Command } from 'commander';
 import { RtpHeader, RtpPacket } from 'werift';
 import type { RTCPeerConnection, RTCRtpTransceiver } from 'werift';
-import { EVENT_KINDS } from '../../src/protocol/index.js';
+import { EVENT_KINDS, encodeFrame, encodedSize } from '../../src/protocol/index.js';
 import { ExponentialBackoff, connect } from '../../src/sdk/index.js';
 import type { LifelineSession } from '../../src/sdk/index.js';
 import { webrtcTransport } from '../../src/sdk/node-webrtc.js';
@@ -88,6 +88,11 @@ class Meter {
   readonly jitter = new LatencyRecorder();
   readonly tokens = new LatencyRecorder();
   readonly integrity = new IntegrityTracker();
+  /** Timeline events the user devices received while measuring: all, and `audio.frame` of them. */
+  userEvents = 0;
+  userAudioEvents = 0;
+  /** Their size as protocol frames (what the data channel carried, before batching and SCTP). */
+  userEventBytes = 0;
   readonly #streams: Stream[] = [];
   /** Stream index → integrity sequence base (integrity numbers from 0). */
   measuring = false;
@@ -173,6 +178,11 @@ async function relayDuplex(relay: RelayUnderTest, i: number, m: Meter, problems:
     if (e.kind === 'audio.frame' && e.from.role === 'user') m.viaTimeline(up, (e.data as { rtpSeq: number }).rtpSeq);
   });
   user.on('event', (e) => {
+    if (m.measuring) {
+      m.userEvents++;
+      m.userEventBytes += encodedSize(encodeFrame({ type: 'event', event: e }));
+      if (e.kind === 'audio.frame') m.userAudioEvents++;
+    }
     if (e.kind !== 'text.delta') return;
     const t = Number((e.data as { text: string }).text);
     if (m.measuring && Number.isFinite(t)) m.tokens.recordMs(nowMs() - t);
@@ -346,7 +356,11 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
   const added = base && results['rtp_latency']!.n > 0 ? Math.round((results['rtp_latency']!.p99 - base.p99) * 1000) / 1000 : undefined;
   if (added !== undefined) notes.push(`added p99 RTP latency (relay − werift-direct): ${added} ms (target ≤ ${TARGET_ADDED_P99_MS} ms: ${added <= TARGET_ADDED_P99_MS ? 'met' : 'missed'})`);
   if (cpuPerSession !== undefined) notes.push(`relay CPU per session: ${cpuPerSession} % of one core (relay child, /proc, measured window)`);
-  notes.push(cfg.userSkipsAudio ? 'user devices read every kind but audio.frame (hello.kinds)' : 'user devices read every event, audio.frame included');
+  notes.push(
+    `user devices read ${cfg.userSkipsAudio ? 'every kind but audio.frame (hello.kinds)' : 'every event'}: ` +
+      `${Math.round(m.userEvents / cfg.duration / cfg.sessions)} events/s per user, ${Math.round(m.userAudioEvents / cfg.duration / cfg.sessions)} of them audio.frame, ` +
+      `${Math.round((m.userEventBytes * 8) / 1000 / cfg.duration / cfg.sessions)} kbit/s of event frames per user`,
+  );
   if (harnessCpu !== undefined) notes.push(`harness CPU (all ${cfg.sessions * 2} client peer connections, one process): ${harnessCpu} % of one core`);
   if (commits && commits.commits > 0 && cfg.store === 'sqlite') {
     notes.push('better-sqlite3 commits run on the relay\'s event loop: a slow fsync (a busy disk) stalls RTP forwarding and heartbeats with it');
@@ -378,6 +392,8 @@ async function runAudio(cfg: AudioConfig, ctx: ScenarioContext): Promise<BenchRu
       sqliteSync: cfg.store === 'sqlite' ? cfg.sqliteSync : null,
       recordAudio: cfg.record,
       userSkipsAudio: cfg.userSkipsAudio,
+      userEventsPerSecond: Math.round(m.userEvents / cfg.duration / cfg.sessions),
+      userEventKbps: Math.round((m.userEventBytes * 8) / 1000 / cfg.duration / cfg.sessions),
       relayCpuPerSessionPct: cpuPerSession ?? null,
       harnessCpuPct: harnessCpu ?? null,
       addedP99Ms: added ?? null,
