@@ -177,6 +177,7 @@ export class LifelineClient {
       device: state.device,
       producer: state.producer,
       resume: state.offset,
+      outbox: { restore: state.pending, save: (pending) => state.setPending(pending) },
       ...(opts.kinds ? { kinds: opts.kinds } : {}),
       ...(opts.restartTimeoutMs !== undefined ? { restartTimeoutMs: opts.restartTimeoutMs } : {}),
     });

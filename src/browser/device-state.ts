@@ -1,4 +1,8 @@
-import type { TimelineEvent } from '../protocol/index.js';
+import type { AppendFrame, TimelineEvent } from '../protocol/index.js';
+import type { PendingAppends } from '../sdk/outbox.js';
+
+/** An append as kept in Web Storage: a binary payload as base64. */
+type StoredAppend = Omit<AppendFrame, 'bin'> & { bin?: string };
 
 /**
  * What one tab remembers about one session across reloads: its device and producer ids, the
@@ -14,6 +18,18 @@ export interface DeviceSnapshot {
   offset: string;
   /** Events kept for the page to show again after a reload (binary payloads are not kept). */
   history: TimelineEvent[];
+  /** Appends not yet acknowledged when the snapshot was written: sent again after a reload. */
+  pending?: { producer: string; epoch: number; appends: StoredAppend[] };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
 function randomId(prefix: string): string {
@@ -80,6 +96,28 @@ export class DeviceState {
 
   get history(): readonly TimelineEvent[] {
     return this.#snapshot.history;
+  }
+
+  /** What the last instance of this tab left unacknowledged (see SessionOptions.outbox). */
+  get pending(): PendingAppends | undefined {
+    const p = this.#snapshot.pending;
+    if (!p || !Array.isArray(p.appends) || p.appends.length === 0) return undefined;
+    return { producer: p.producer, epoch: p.epoch, appends: p.appends.map(({ bin, ...frame }) => (bin !== undefined ? { ...frame, bin: fromBase64(bin) } : frame)) };
+  }
+
+  /**
+   * Keeps the unacknowledged appends. A new one is written at once (a reload right after sending
+   * must not lose it); fewer (acknowledgements) with the next coalesced write.
+   */
+  setPending(pending: PendingAppends): void {
+    const before = this.#snapshot.pending?.appends.length ?? 0;
+    this.#snapshot.pending = {
+      producer: pending.producer,
+      epoch: pending.epoch,
+      appends: pending.appends.map(({ bin, ...frame }) => (bin !== undefined ? { ...frame, bin: toBase64(bin) } : frame)),
+    };
+    if (pending.appends.length > before) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), this.#writeDelayMs);
   }
 
   /** Records an event as handled; binary payloads are dropped from the kept copy. */

@@ -27,6 +27,7 @@ export type { PcmRate, OpusEncoderOptions } from './audio/opus.js';
 export { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
 export type { ReconnectPolicy, ReconnectContext, BackoffOptions } from './reconnect-policy.js';
 export { EventStream } from './event-stream.js';
+export type { PendingAppends } from './outbox.js';
 export { AgentWorker } from './node-worker.js';
 export type { AgentJob, WorkerOptions } from './node-worker.js';
 export { wsTransport, wsUrlOf } from './node-ws.js';

@@ -1,6 +1,17 @@
 import { LifelineError } from '../protocol/index.js';
 import type { AppendFrame, EventBody } from '../protocol/index.js';
 
+/**
+ * A producer's unacknowledged appends as one instance of a client leaves them, for the next
+ * instance (after a reload or restart) to send again: each is then committed exactly once.
+ */
+export interface PendingAppends {
+  producer: string;
+  epoch: number;
+  /** In seq order. */
+  appends: AppendFrame[];
+}
+
 interface Pending {
   frame: AppendFrame;
   resolve: (offset: string) => void;
@@ -87,6 +98,43 @@ export class Outbox {
     return { frame, offset };
   }
 
+  /**
+   * Takes over the appends an earlier instance of this producer left unacknowledged: they are
+   * pending again (sent on the next welcome) and new appends continue after them. Only before the
+   * first append. Those refused go to `onRefused`.
+   */
+  restore(pending: PendingAppends, onRefused: (err: LifelineError, frame: AppendFrame) => void): void {
+    if (this.#pending.size > 0 || this.#nextSeq > 0) throw new LifelineError('BAD_REQUEST', 'restore before any append');
+    if (pending.producer !== this.producerId || pending.appends.length === 0) return;
+    const appends = [...pending.appends].sort((a, b) => a.producer.seq - b.producer.seq);
+    this.#epoch = pending.epoch;
+    for (const frame of appends) {
+      const copy: AppendFrame = { ...frame, producer: { id: this.producerId, epoch: pending.epoch, seq: frame.producer.seq } };
+      this.#pending.set(copy.producer.seq, { frame: copy, resolve: () => undefined, reject: (err) => onRefused(err, copy) });
+    }
+    this.#nextSeq = appends[appends.length - 1]!.producer.seq + 1;
+  }
+
+  /** The first pending seq, if any. */
+  get firstPendingSeq(): number | undefined {
+    let first: number | undefined;
+    for (const seq of this.#pending.keys()) if (first === undefined || seq < first) first = seq;
+    return first;
+  }
+
+  /**
+   * The relay has committed this producer up to `lastSeq` in the current epoch: new appends go
+   * after it even if our own record is older (appends acknowledged after it was saved).
+   */
+  skipPast(lastSeq: number): void {
+    if (lastSeq >= this.#nextSeq) this.#nextSeq = lastSeq + 1;
+  }
+
+  /** What is pending now, to keep for a later instance (see restore). */
+  snapshot(): PendingAppends {
+    return { producer: this.producerId, epoch: this.#epoch, appends: this.unacknowledged() };
+  }
+
   /** Pending frames in seq order, to send again after a reconnect. */
   unacknowledged(): AppendFrame[] {
     return [...this.#pending.values()].map((p) => p.frame).sort((a, b) => a.producer.seq - b.producer.seq);
@@ -112,6 +160,13 @@ export class Outbox {
     if (!p) return;
     this.#pending.delete(seq);
     p.reject(err);
+    this.#wake();
+  }
+
+  /** Refuses every pending append (without fencing the producer: new appends may follow). */
+  discard(err: LifelineError): void {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
     this.#wake();
   }
 

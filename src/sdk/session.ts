@@ -13,11 +13,12 @@ import {
   NOW_OFFSET,
   EVENT_KINDS,
 } from '../protocol/index.js';
-import type { ClientFrame, ErrorCode, EventBody, EventKind, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
+import type { AppendFrame, ClientFrame, ErrorCode, EventBody, EventKind, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
 import type { ClientLink, ClientTransport, LinkMedia } from './client-transport.js';
 import { Emitter } from './emitter.js';
 import { EventStream } from './event-stream.js';
 import { Outbox } from './outbox.js';
+import type { PendingAppends } from './outbox.js';
 import { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
 import type { ReconnectPolicy } from './reconnect-policy.js';
 
@@ -78,6 +79,21 @@ export interface SessionOptions {
   ackDelayMs?: number;
   /** Time allowed for one connection attempt, link and welcome (default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * Keeping unacknowledged appends across a restart of the client (a page reload, a process
+   * restart): `save` receives them whenever they change (at most once per turn of the event loop;
+   * not when the session is closed); the next instance passes what was saved as `restore`, with
+   * the same `producer` (or device), and they are sent again first, each committed exactly once.
+   * A restored append that cannot be committed (another instance took the producer over, or the
+   * relay lacks the appends before it) goes to `onRefused`. Not with `epoch` (lease producers
+   * have their own fencing).
+   */
+  outbox?: {
+    restore?: PendingAppends | undefined;
+    save?: (pending: PendingAppends) => void;
+    /** A restored append was refused (default: an `error` event, emitted a task later). */
+    onRefused?: (err: LifelineError, append: AppendFrame) => void;
+  };
 }
 
 /**
@@ -172,6 +188,9 @@ export class LifelineSession {
   #kindsUnsent = false;
   /** `subscribe`s sent on this link and not yet answered: events until the answer are the old stream's. */
   #moving = 0;
+  /** The outbox holds appends an earlier instance left (SessionOptions.outbox.restore). */
+  #restored = false;
+  #saveQueued = false;
   #acked = 0;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -204,6 +223,11 @@ export class LifelineSession {
     this.#transports = Array.isArray(opts.transport) ? [...opts.transport] : [opts.transport];
     if (this.#transports.length === 0) throw new LifelineError('BAD_REQUEST', 'no transport');
     this.#outbox = new Outbox(opts.producer ?? this.device, opts.epoch ?? 0, opts.maxOutbox ?? 4096);
+    if (opts.outbox?.restore && opts.epoch === undefined) {
+      const onRefused = opts.outbox.onRefused ?? ((err: LifelineError) => setTimeout(() => this.#emitter.emit('error', err), 0));
+      this.#outbox.restore(opts.outbox.restore, onRefused);
+      this.#restored = this.#outbox.size > 0;
+    }
     if (opts.kinds?.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or none given for all');
     this.#kinds = opts.kinds ? [...new Set(opts.kinds)] : undefined;
     this.stream = new EventStream(
@@ -370,6 +394,7 @@ export class LifelineSession {
     } finally {
       this.#entering--;
     }
+    this.#scheduleSave();
     if (this.#open) this.#send(added.frame);
     return added.offset;
   }
@@ -536,13 +561,17 @@ export class LifelineSession {
         return;
       case 'appended':
         this.#outbox.acknowledged(frame.producer.epoch, frame.producer.seq, frame.offset);
+        this.#scheduleSave();
         return;
       case 'pong':
         if (frame.t !== undefined) this.#rtt = Date.now() - frame.t;
         return;
       case 'error': {
         const err = new LifelineError(frame.code, frame.message);
-        if (frame.producer) this.#outbox.refused(frame.producer.epoch, frame.producer.seq, err);
+        if (frame.producer) {
+          this.#outbox.refused(frame.producer.epoch, frame.producer.seq, err);
+          this.#scheduleSave();
+        }
         else if (this.#claiming && ['LEASE_HELD', 'STALE_EPOCH', 'FORBIDDEN', 'BAD_FRAME', 'NOT_LEASE_HOLDER'].includes(frame.code)) {
           this.#claiming.reject(err);
           this.#claiming = undefined;
@@ -551,6 +580,7 @@ export class LifelineSession {
           // A re-claim after reconnecting was refused: another holder took over. We are fenced.
           this.#leases.clear();
           this.#outbox.failAll(err);
+          this.#scheduleSave();
         }
         if (frame.fatal) this.#lastError = frame.code;
         else this.#emitter.emit('error', err);
@@ -582,7 +612,9 @@ export class LifelineSession {
     this.#welcome = w;
     if (first) {
       const known = w.producers.find((p) => p.id === this.#outbox.producerId);
-      if (this.#opts.epoch !== undefined) {
+      if (this.#restored) {
+        this.#placeRestored(known);
+      } else if (this.#opts.epoch !== undefined) {
         if (known && known.epoch === this.#opts.epoch && known.seq >= 0) this.#outbox.continueFrom(known.epoch, known.seq);
       } else if (known && known.seq >= 0) {
         this.#outbox.bumpEpoch(known.epoch + 1);
@@ -606,6 +638,41 @@ export class LifelineSession {
       this.#firstWelcome?.resolve();
       this.#firstWelcome = undefined;
     }
+  }
+
+  /**
+   * Appends restored from an earlier instance continue its epoch, after what the relay has
+   * committed of it (those already committed are answered as retries). If the relay has a newer
+   * epoch (another instance took over) or does not know the ones before them, they are refused
+   * here and this instance starts its own epoch.
+   */
+  #placeRestored(known: { epoch: number; seq: number } | undefined): void {
+    this.#restored = false;
+    const current = known && known.seq >= 0 ? known : undefined;
+    const epoch = this.#outbox.epoch;
+    const first = this.#outbox.firstPendingSeq ?? 0;
+    if (current && current.epoch === epoch) {
+      this.#outbox.skipPast(current.seq);
+      return;
+    }
+    if ((!current || current.epoch < epoch) && first === 0) return; // they start the epoch
+    const err = current && current.epoch > epoch
+      ? new LifelineError('STALE_EPOCH', `another instance of producer ${this.#outbox.producerId} took over (epoch ${current.epoch})`)
+      : new LifelineError('SEQUENCE_GAP', `the relay does not have the appends before the restored ones of producer ${this.#outbox.producerId}`);
+    this.#outbox.discard(err);
+    this.#outbox.bumpEpoch(current ? Math.max(current.epoch, epoch) + 1 : epoch + 1);
+    this.#scheduleSave();
+  }
+
+  /** Hands the pending appends to SessionOptions.outbox.save, once per turn. */
+  #scheduleSave(): void {
+    const save = this.#opts.outbox?.save;
+    if (!save || this.#saveQueued || this.#closed) return;
+    this.#saveQueued = true;
+    queueMicrotask(() => {
+      this.#saveQueued = false;
+      if (!this.#closed) save(this.#outbox.snapshot());
+    });
   }
 
   #onEvent(event: TimelineEvent): void {

@@ -245,6 +245,38 @@ describe('browser client in headless Chromium', () => {
     await expectExactlyTheTimeline(page, id, false);
   });
 
+  it('a message sent just before a reload is sent again after it, once', async () => {
+    const page = await openDemo();
+    const { id } = await sessionOf(page);
+    const text = 'kept across the reload';
+    // Appends do not leave the tab from here on: the message stays unacknowledged, as when the
+    // reload comes before the network has carried it.
+    await page.evaluate(() => {
+      for (const proto of [RTCDataChannel.prototype, WebSocket.prototype] as { send(data: unknown): void }[]) {
+        const send = proto.send;
+        proto.send = function (this: unknown, data: unknown) {
+          if (typeof data === 'string' && data.includes('"type":"append"')) return;
+          send.call(this, data);
+        };
+      }
+    });
+    await say(page, text);
+    await page.waitForFunction(
+      (t) => Object.keys(sessionStorage).some((k) => k.startsWith('lifeline:') && (sessionStorage.getItem(k) ?? '').includes(t)),
+      text,
+      { timeout: 10_000 },
+    );
+    expect((await relay.events(id)).some((e) => (e.data as { text?: string }).text === text)).toBe(false);
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as { demo?: { ready: boolean } }).demo?.ready === true, null, { timeout: 20_000 });
+    const mine = async (): Promise<TimelineEvent[]> => (await relay.events(id)).filter((e) => e.kind === 'text.done' && (e.data as { text?: string }).text === text);
+    await waitFor(async () => (await mine()).length > 0, { timeoutMs: 20_000, message: 'the message after the reload' });
+    // The echo agent answers it, and the relay has it once.
+    await page.waitForFunction((t) => Array.from(document.querySelectorAll('.msg.agent .body')).some((b) => (b.textContent ?? '').includes(t)), text, { timeout: 20_000 });
+    expect(await mine()).toHaveLength(1);
+    await expectExactlyTheTimeline(page, id, false);
+  });
+
   it('two tabs of one user show the full, identical timeline', async () => {
     const a = await openDemo();
     const { id, token } = await sessionOf(a);
