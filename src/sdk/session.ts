@@ -1,146 +1,24 @@
 import {
   LifelineError,
   PROTOCOL_VERSION,
-  START_OFFSET,
   asPresenceChange,
   checkEventBody,
   parseMessage,
   validateServerFrame,
   encodeFrame,
-  formatOffset,
   isErrorCode,
-  parseOffset,
-  NOW_OFFSET,
-  EVENT_KINDS,
 } from '../protocol/index.js';
-import type { AppendFrame, ClientFrame, ErrorCode, EventBody, EventKind, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
+import type { ClientFrame, ErrorCode, EventBody, EventKind, Json, PresenceChange, ServerFrame, TimelineEvent, WelcomeFrame } from '../protocol/index.js';
 import type { ClientLink, ClientTransport, LinkMedia } from './client-transport.js';
 import { Emitter } from './emitter.js';
 import { EventStream } from './event-stream.js';
 import { Outbox } from './outbox.js';
-import type { PendingAppends } from './outbox.js';
+import { ReadPosition } from './read-position.js';
 import { ExponentialBackoff, FINAL_ERRORS } from './reconnect-policy.js';
 import type { ReconnectPolicy } from './reconnect-policy.js';
+import type { AppendOptions, ConnectionState, LeaseGrant, SessionEvents, SessionOptions, StateChange } from './session-types.js';
 
-export interface SessionOptions {
-  /** The relay's base URL, e.g. http://127.0.0.1:8787 */
-  url: string;
-  /**
-   * More relay nodes serving the same sessions (a cluster on one NATS store). A connection attempt
-   * that fails, or a link that closes before its welcome, moves on to the next URL in turn.
-   */
-  urls?: string[];
-  /** Access token (see mintToken); scoped to one session, participant and role. */
-  token: string;
-  /**
-   * How to reach the relay. Several: the first is preferred; after `fallbackAfterFailures`
-   * failed connection attempts the next is used (e.g. [webrtc, ws] when UDP is blocked).
-   */
-  transport: ClientTransport | ClientTransport[];
-  /** Failed attempts on one transport before falling back to the next (default 2). */
-  fallbackAfterFailures?: number;
-  /** Bound on an in-place repair (ICE restart) before a full reconnect (default 2000 ms). */
-  restartTimeoutMs?: number;
-  /** Session id; by default the one the token names. */
-  session?: string;
-  /** This device's (or tab's) id; random by default. */
-  device?: string;
-  /** Producer id for this client's appends; defaults to the device id. */
-  producer?: string;
-  /**
-   * Producer epoch. Default: continue a fresh producer at 0, or start the epoch after the relay's
-   * known one (which fences any older instance of the same producer). Agents pass their lease's.
-   */
-  epoch?: number;
-  /** Where the event stream starts: `-1` (default, the whole timeline), `now`, or an offset. */
-  resume?: string;
-  /** Events the relay may send ahead of our acknowledgements (default: the relay's choice). */
-  window?: number;
-  /** Ping interval; default: the transport's wish, else the relay's suggestion (welcome.heartbeatMs). */
-  heartbeatMs?: number;
-  /** Heartbeat intervals without any frame from the relay before the link counts as lost (default 2.5). */
-  heartbeatMisses?: number;
-  reconnect?: ReconnectPolicy;
-  /** Appends waiting for acknowledgement before append() waits for room (default 4096). */
-  maxOutbox?: number;
-  /**
-   * False: the relay does not send back the events this device appends (an agent streaming tokens
-   * reads the others' events, not its own echo); catch-up after a reconnect still has them.
-   * Default true.
-   */
-  echo?: boolean;
-  /**
-   * Only events of these kinds are read (catch-up and live); the relay skips the others. A device
-   * that plays the agent's voice from its media track passes every kind but `audio.frame`.
-   * Default: all kinds. Change it later with `setKinds()`.
-   */
-  kinds?: readonly EventKind[];
-  /** Delay before acknowledging a partial batch of events (default 50 ms; a quarter of the window is acknowledged at once). */
-  ackDelayMs?: number;
-  /** Time allowed for one connection attempt, link and welcome (default 5 s). */
-  connectTimeoutMs?: number;
-  /**
-   * Keeping unacknowledged appends across a restart of the client (a page reload, a process
-   * restart): `save` receives them whenever they change (at most once per turn of the event loop;
-   * not when the session is closed); the next instance passes what was saved as `restore`, with
-   * the same `producer` (or device), and they are sent again first, each committed exactly once.
-   * A restored append that cannot be committed (another instance took the producer over, or the
-   * relay lacks the appends before it) goes to `onRefused`. Not with `epoch` (lease producers
-   * have their own fencing).
-   */
-  outbox?: {
-    restore?: PendingAppends | undefined;
-    save?: (pending: PendingAppends) => void;
-    /** A restored append was refused (default: an `error` event, emitted a task later). */
-    onRefused?: (err: LifelineError, append: AppendFrame) => void;
-  };
-}
-
-/**
- * `connected` first time; `reconnecting` when the link is lost (mode `restart`: repairing it in
- * place; `reconnect`: a new link); `restarted` when an in-place repair healed it; `resumed` when a
- * new link took over from where the stream was; `fallback` when switching to the next transport;
- * `closed` for good.
- */
-export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'restarted' | 'resumed' | 'fallback' | 'closed';
-
-export interface StateChange {
-  state: ConnectionState;
-  transport: string;
-  /** Milliseconds since the epoch. */
-  at: number;
-  /** For `restarted` and `resumed`: how long the session was without a working link. */
-  downMs?: number;
-  /** For `reconnecting`: repair in place, or a new link. */
-  mode?: 'restart' | 'reconnect';
-  /** For `reconnecting`: why (heartbeat, link closed, relay asked, restart failed). */
-  reason?: string;
-  /** For `reconnecting`: the attempt about to be made (0-based) and its delay. */
-  attempt?: number;
-  delayMs?: number;
-  /** The typed error that caused this change, if any. */
-  error?: ErrorCode;
-}
-
-export interface SessionEvents {
-  event: (event: TimelineEvent) => void;
-  state: (change: StateChange) => void;
-  /** Errors the relay reported that did not end the session (e.g. a refused append). */
-  error: (err: LifelineError) => void;
-}
-
-/** A lease granted: this session now appends as `@<role>` at `epoch`. */
-export interface LeaseGrant {
-  role: string;
-  epoch: number;
-  /** Everything up to here was handled by earlier holders: read after it. */
-  cursor: string;
-}
-
-export interface AppendOptions {
-  track?: string;
-  bin?: Uint8Array;
-}
+export type { AppendOptions, ConnectionState, LeaseGrant, SessionEvents, SessionOptions, StateChange } from './session-types.js';
 
 function randomId(prefix: string): string {
   const b = crypto.getRandomValues(new Uint8Array(6));
@@ -181,18 +59,11 @@ export class LifelineSession {
   #claiming: { role: string; resolve: (grant: LeaseGrant) => void; reject: (err: LifelineError) => void } | undefined;
   #link: ClientLink | undefined;
   #state: ConnectionState = 'connecting';
-  /** Seq of the newest event delivered (our resume point); undefined until the first welcome. */
-  #position: number | undefined;
-  /** The kind filter (undefined: all kinds); `#kindsUnsent` while the relay has an older one. */
-  #kinds: EventKind[] | undefined;
-  #kindsUnsent = false;
-  /** `subscribe`s sent on this link and not yet answered: events until the answer are the old stream's. */
-  #moving = 0;
+  /** What this client has read and acknowledged, its kind filter, and moves of its stream. */
+  readonly #read: ReadPosition;
   /** The outbox holds appends an earlier instance left (SessionOptions.outbox.restore). */
   #restored = false;
   #saveQueued = false;
-  #acked = 0;
-  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #lastFrameAt = 0;
@@ -228,12 +99,20 @@ export class LifelineSession {
       this.#outbox.restore(opts.outbox.restore, onRefused);
       this.#restored = this.#outbox.size > 0;
     }
-    if (opts.kinds?.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or none given for all');
-    this.#kinds = opts.kinds ? [...new Set(opts.kinds)] : undefined;
+    this.#read = new ReadPosition(
+      {
+        send: (frame) => this.#send(frame),
+        hasLink: () => this.#link !== undefined,
+        isOpen: () => this.#open,
+        isFull: () => this.stream.full,
+        window: () => this.#welcome?.window ?? 512,
+      },
+      { kinds: opts.kinds, ackDelayMs: opts.ackDelayMs },
+    );
     this.stream = new EventStream(
       opts.window ?? 512,
-      () => this.#maybeAck(),
-      (from) => this.#resumeFrom(from),
+      () => this.#read.maybeAck(),
+      (from) => this.#read.resumeFrom(from),
       () => this.#emitter.listenerCount('event') > 0,
     );
   }
@@ -260,7 +139,7 @@ export class LifelineSession {
 
   /** Offset of the newest event this client has received (`-1` before any). */
   get lastOffset(): string {
-    return formatOffset(this.#position ?? 0);
+    return this.#read.lastOffset;
   }
 
   /** The producer this session appends as: id, epoch and the next seq. */
@@ -303,7 +182,7 @@ export class LifelineSession {
     if (this.#state === 'closed') return () => {};
     const off = this.#emitter.on(name, listener);
     // A first event listener may unblock acknowledgements held for the unclaimed stream.
-    if (name === 'event') this.#maybeAck();
+    if (name === 'event') this.#read.maybeAck();
     return off;
   }
 
@@ -483,21 +362,16 @@ export class LifelineSession {
   }
 
   #sendHello(link: ClientLink): void {
-    const resume = this.#position !== undefined ? formatOffset(this.#position) : (this.#opts.resume ?? START_OFFSET);
     const hello: ClientFrame = {
       type: 'hello',
       v: PROTOCOL_VERSION,
       device: this.device,
-      resume,
+      ...this.#read.hello(this.#opts.resume),
       producers: [this.#outbox.producerId],
       ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
       ...(this.#heartbeatWish() !== undefined ? { heartbeatMs: this.#heartbeatWish() } : {}),
       ...(this.#opts.echo === false ? { echo: false } : {}),
-      ...(this.#kinds ? { kinds: [...this.#kinds] } : {}),
     };
-    this.#kindsUnsent = false;
-    // A new link's stream starts at the hello's resume point: nothing of an older one arrives on it.
-    this.#moving = 0;
     link.send(encodeFrame(hello));
   }
 
@@ -601,7 +475,7 @@ export class LifelineSession {
         if (this.#link?.restart && !this.#restart) this.#startRestart(this.#link, `relay asked: ${frame.reason}`);
         return;
       case 'subscribed':
-        if (this.#moving > 0) this.#moving--;
+        this.#read.subscribed();
         return;
     }
   }
@@ -619,17 +493,14 @@ export class LifelineSession {
       } else if (known && known.seq >= 0) {
         this.#outbox.bumpEpoch(known.epoch + 1);
       }
-      const r = this.#opts.resume ?? START_OFFSET;
-      this.#position = r === NOW_OFFSET ? (parseOffset(w.head) ?? 0) : (parseOffset(r) ?? 0);
-      this.#acked = this.#position;
+      this.#read.start(this.#opts.resume, w.head);
     }
     this.#attempt = 0;
     this.#failures = 0;
     this.#lastWelcomedLink = this.#link;
     const downMs = first ? undefined : Date.now() - this.#lostAt;
     this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
-    // A filter changed after this link's hello went out.
-    if (this.#kindsUnsent) this.#sendKinds();
+    this.#read.welcomed();
     // Leases first: the relay handles frames in order, so the re-claim precedes the appends.
     for (const [role, epoch] of this.#leases) this.#send({ type: 'claim', role, epoch });
     for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
@@ -676,39 +547,15 @@ export class LifelineSession {
   }
 
   #onEvent(event: TimelineEvent): void {
-    // Sent before the relay moved the stream (stream.resume, setKinds): it will come again if wanted.
-    if (this.#moving > 0) return;
-    const seq = parseOffset(event.offset);
-    if (seq === undefined || this.#position === undefined || seq <= this.#position) return; // duplicate
-    this.#position = seq;
+    if (!this.#read.accept(event)) return;
     this.#emitter.emit('event', event);
     this.stream.push(event);
-    this.#maybeAck();
-  }
-
-  #maybeAck(): void {
-    if (this.#position === undefined || this.#position <= this.#acked || this.stream.full) return;
-    const window = this.#welcome?.window ?? 512;
-    if (this.#position - this.#acked >= Math.max(1, window >> 2)) {
-      this.#sendAck();
-      return;
-    }
-    this.#ackTimer ??= setTimeout(() => {
-      this.#ackTimer = undefined;
-      if (!this.stream.full) this.#sendAck();
-    }, this.#opts.ackDelayMs ?? 50);
-  }
-
-  #sendAck(): void {
-    if (this.#position === undefined || this.#position <= this.#acked) return;
-    if (!this.#open) return;
-    this.#acked = this.#position;
-    this.#send({ type: 'ack', offset: formatOffset(this.#position) });
+    this.#read.maybeAck();
   }
 
   /** The kinds of event this session reads (undefined: all). */
   get kinds(): readonly EventKind[] | undefined {
-    return this.#kinds;
+    return this.#read.kinds;
   }
 
   /**
@@ -718,34 +565,7 @@ export class LifelineSession {
    */
   setKinds(kinds: readonly EventKind[] | undefined): void {
     if (this.#closed) return;
-    if (kinds !== undefined && kinds.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or undefined for all');
-    this.#kinds = kinds ? [...new Set(kinds)] : undefined;
-    this.#kindsUnsent = true;
-    if (this.#open) this.#sendKinds();
-  }
-
-  /** Tells the relay the current kind filter, from the newest event received on. */
-  #sendKinds(): void {
-    if (this.#position === undefined) return;
-    this.#kindsUnsent = false;
-    this.#subscribe(formatOffset(this.#position), this.#kinds ? [...this.#kinds] : [...EVENT_KINDS]);
-  }
-
-  /** Moves the relay's stream; what arrives until it answers belongs to the old one. */
-  #subscribe(from: string, kinds?: EventKind[]): void {
-    if (!this.#link) return;
-    this.#moving++;
-    this.#send({ type: 'subscribe', from, ...(kinds ? { kinds } : {}) });
-  }
-
-  #resumeFrom(from: string): void {
-    const seq = from === NOW_OFFSET ? undefined : parseOffset(from);
-    if (from !== NOW_OFFSET && seq === undefined) throw new LifelineError('BAD_REQUEST', `not an offset: ${from}`);
-    if (seq !== undefined) {
-      this.#position = seq;
-      this.#acked = seq;
-    }
-    this.#subscribe(from);
+    this.#read.setKinds(kinds);
   }
 
   /**
@@ -854,11 +674,9 @@ export class LifelineSession {
       link.onClose = undefined;
     }
     clearInterval(this.#heartbeat);
-    clearTimeout(this.#ackTimer);
-    this.#ackTimer = undefined;
+    this.#read.linkLost(this.#state !== 'connecting');
     clearTimeout(this.#welcomeTimeout);
     if (this.#state === 'connected' || this.#state === 'resumed' || this.#state === 'restarted') this.#lostAt = Date.now();
-    if (this.#state !== 'connecting') this.#acked = this.#position ?? 0;
     const elapsedMs = this.#state === 'connecting' ? 0 : Date.now() - this.#lostAt;
     const delay = this.#policy.nextRetryDelayMs({ attempt: this.#attempt, elapsedMs, errorCode: error });
     if (delay === null) {
@@ -886,7 +704,7 @@ export class LifelineSession {
     if (this.#state === 'closed') return;
     this.#clearRestart();
     clearInterval(this.#heartbeat);
-    clearTimeout(this.#ackTimer);
+    this.#read.dispose();
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#welcomeTimeout);
     this.#abort?.abort();
@@ -926,7 +744,7 @@ export class LifelineSession {
   /** Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED. */
   close(): void {
     if (this.#state === 'closed') return;
-    if (this.#open) this.#sendAck();
+    this.#read.ackNow();
     this.#shutdown(undefined);
   }
 }

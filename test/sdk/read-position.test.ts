@@ -1,172 +1,120 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { TimelineEvent } from '../../src/protocol/index.js';
-import { connect } from '../../src/sdk/index.js';
-import type { LifelineSession } from '../../src/sdk/index.js';
-import { RawClient } from '../support/raw-ws.js';
-import { startRelay } from '../support/relay.js';
-import type { TestRelay } from '../support/relay.js';
-import { controllableTransport, stateReached } from '../support/sdk.js';
-import { waitFor } from '../support/wait.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { EVENT_KINDS, formatOffset } from '../../src/protocol/index.js';
+import type { ClientFrame, TimelineEvent } from '../../src/protocol/index.js';
+import { ReadPosition } from '../../src/sdk/read-position.js';
 
-/**
- * Moving the read position while events flow: `stream.resume(lastEventId)` backwards, and a change
- * of the kind filter. Events the relay sent under the old position or filter are still on the wire
- * when it moves; none of them may take the place of the moved stream's own events.
- */
-describe('moving the read position while events flow', () => {
-  let relay: TestRelay | undefined;
-  const sessions: LifelineSession[] = [];
+/** ReadPosition alone: what a client has read, acknowledged and asked the relay to send. */
+describe('ReadPosition', () => {
+  let sent: ClientFrame[];
+  let link: boolean;
+  let open: boolean;
+  let full: boolean;
+  const host = {
+    send: (f: ClientFrame) => sent.push(f),
+    hasLink: () => link,
+    isOpen: () => open,
+    isFull: () => full,
+    window: () => 16,
+  };
+  const event = (seq: number): TimelineEvent => ({ offset: formatOffset(seq), ts: 0, from: { participant: 'p', device: 'd', role: 'agent' }, kind: 'text.delta', data: { text: `${seq}` } });
 
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await relay?.close();
-    relay = undefined;
+  beforeEach(() => {
+    sent = [];
+    link = true;
+    open = true;
+    full = false;
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
   });
 
-  type JoinOptions = Partial<Parameters<typeof connect>[0]>;
-
-  async function pair(): Promise<{ id: string; agent: LifelineSession; join: (opts?: JoinOptions) => Promise<LifelineSession> }> {
-    relay = await startRelay();
-    const r = relay;
-    const id = await r.createSession();
-    const agent = await connect({ url: r.url, token: await r.token(id, 'bot', 'agent'), device: 'bot-1', resume: 'now' });
-    sessions.push(agent);
-    const join = async (opts: JoinOptions = {}): Promise<LifelineSession> => {
-      const s = await connect({ url: r.url, token: await r.token(id, 'alice', 'user'), ...opts });
-      sessions.push(s);
-      return s;
-    };
-    return { id, agent, join };
-  }
-
-  /** Appends `n` text deltas `t0…`, 16 per macrotask, so that events are always in flight. */
-  async function stream(agent: LifelineSession, n: number, prefix = 't'): Promise<string[]> {
-    const pending: Promise<string>[] = [];
-    for (let i = 0; i < n; i += 16) {
-      for (let k = i; k < Math.min(i + 16, n); k++) pending.push(agent.append('text.delta', { text: `${prefix}${k}` }));
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    return Promise.all(pending);
-  }
-
-  const text = (e: TimelineEvent): string => String((e.data as { text?: string }).text ?? e.kind);
-
-  it('stream.resume(lastEventId) backwards mid-stream yields every later event once, in order', async () => {
-    const { agent, join } = await pair();
-    const user = await join({ window: 64 });
-    const N = 1500;
-    const sent = stream(agent, N);
-    for (let round = 0; round < 5; round++) {
-      // Read a while, then go back to an offset already read and read on from there.
-      const read: TimelineEvent[] = [];
-      for await (const e of user.stream) {
-        read.push(e);
-        if (read.length === 120) break;
-      }
-      const back = read[40 + round * 10]!;
-      const again: TimelineEvent[] = [];
-      for await (const e of user.stream.resume(back.offset)) {
-        again.push(e);
-        if (again.length === 150) break;
-      }
-      const first = Number(back.offset);
-      expect(again.map((e) => Number(e.offset)), `round ${round}`).toEqual(Array.from({ length: 150 }, (_, k) => first + 1 + k));
-      user.stream.resume(again.at(-1)!.offset);
-    }
-    await sent;
-  });
-  /** Interleaves audio frames and text deltas (3 audio, then 1 text), 16 per macrotask. */
-  async function voice(agent: LifelineSession, n: number): Promise<{ kind: string; offset: string }[]> {
-    const pending: Promise<{ kind: string; offset: string }>[] = [];
-    for (let i = 0; i < n; i++) {
-      const kind = i % 4 === 3 ? 'text.delta' : 'audio.frame';
-      pending.push(
-        (kind === 'text.delta'
-          ? agent.append('text.delta', { text: `w${i}` })
-          : agent.append('audio.frame', { codec: 'opus' }, { track: 'speech', bin: new Uint8Array([i & 0xff, 1, 2]) })
-        ).then((offset) => ({ kind, offset })),
-      );
-      if (i % 16 === 15) await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    return Promise.all(pending);
-  }
-
-  it('kinds: a device reads only the kinds it asked for, and the skipped events never hold its window', async () => {
-    const { agent, join } = await pair();
-    const everything = await join({ device: 'laptop' });
-    const textOnly = await join({ device: 'phone', kinds: ['text.delta', 'text.done'], window: 8 });
-    const got: TimelineEvent[] = [];
-    const all: TimelineEvent[] = [];
-    textOnly.on('event', (e) => got.push(e));
-    everything.on('event', (e) => all.push(e));
-    // 300 audio frames and 100 deltas: the audio alone is 37 windows of 8.
-    const sent = await voice(agent, 400);
-    await agent.sendText('done');
-    const texts = sent.filter((s) => s.kind === 'text.delta').map((s) => s.offset);
-    await waitFor(() => got.some((e) => text(e) === 'done'), { message: 'the last delta on the filtered device' });
-    expect(got.map((e) => e.offset)).toEqual([...texts, got.at(-1)!.offset]);
-    expect(got.every((e) => e.kind === 'text.delta')).toBe(true);
-    expect(textOnly.kinds).toEqual(['text.delta', 'text.done']);
-    // The other device of the same participant still reads every event.
-    await waitFor(() => all.length === 401, { message: 'every event on the unfiltered device' });
-    expect(all.map((e) => e.offset)).toEqual([...sent.map((s) => s.offset), got.at(-1)!.offset]);
+  it('resumes where the app asked until the first welcome, then after the newest event delivered', () => {
+    const r = new ReadPosition(host);
+    expect(r.hello('now')).toEqual({ resume: 'now' });
+    expect(r.hello(undefined)).toEqual({ resume: '-1' });
+    r.start('now', formatOffset(7));
+    expect(r.lastOffset).toBe(formatOffset(7));
+    expect(r.accept(event(8))).toBe(true);
+    expect(r.hello('now')).toEqual({ resume: formatOffset(8) });
   });
 
-  it('setKinds() mid-stream: from the newest event read on, every event of the new filter once, in order', async () => {
-    const { agent, join } = await pair();
-    const user = await join({ kinds: ['text.delta'], window: 32 });
-    const got: TimelineEvent[] = [];
-    user.on('event', (e) => got.push(e));
-    const sending = voice(agent, 1200);
-    await waitFor(() => got.length >= 40, { message: 'some deltas first' });
-    const switchedAt = Number(user.lastOffset);
-    user.setKinds(undefined);
-    expect(user.kinds).toBeUndefined();
-    const sent = await sending;
-    const last = Number(sent.at(-1)!.offset);
-    await waitFor(() => Number(got.at(-1)!.offset) === last, { message: 'the last event after the switch' });
-    const before = got.filter((e) => Number(e.offset) <= switchedAt);
-    const after = got.filter((e) => Number(e.offset) > switchedAt);
-    expect(before.every((e) => e.kind === 'text.delta')).toBe(true);
-    // After the switch: audio too, gap-free from the switch point, nothing twice.
-    expect(after.map((e) => Number(e.offset))).toEqual(Array.from({ length: last - switchedAt }, (_, k) => switchedAt + 1 + k));
-    expect(after.some((e) => e.kind === 'audio.frame')).toBe(true);
+  it('drops duplicates, and everything between a subscribe and its answer', () => {
+    const r = new ReadPosition(host);
+    r.start('-1', '-1');
+    expect([1, 2, 2, 1, 3].map((s) => r.accept(event(s)))).toEqual([true, true, false, false, true]);
+    r.resumeFrom(formatOffset(1));
+    expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(1) });
+    // Sent before the relay moved the stream: 4 would otherwise pass for the moved stream's.
+    expect(r.accept(event(4))).toBe(false);
+    r.subscribed();
+    expect([2, 3, 4].map((s) => r.accept(event(s)))).toEqual([true, true, true]);
   });
 
-  it('keeps the filter across a reconnect, set before or after connecting', async () => {
-    const { agent, join } = await pair();
-    const transport = controllableTransport();
-    const user = await join({ transport, kinds: ['audio.frame'] });
-    user.setKinds(['text.delta']);
-    const got: TimelineEvent[] = [];
-    user.on('event', (e) => got.push(e));
-    await voice(agent, 40);
-    await waitFor(() => got.length === 10, { message: 'the first 10 deltas' });
-    transport.drop();
-    await stateReached(user, 'resumed');
-    await voice(agent, 40);
-    await waitFor(() => got.length === 20, { message: '10 more deltas after the reconnect' });
-    expect(got.every((e) => e.kind === 'text.delta')).toBe(true);
-    expect(transport.opened).toBe(2);
+  it('a new link ends every unanswered move: its stream starts at the hello', () => {
+    const r = new ReadPosition(host);
+    r.start('-1', '-1');
+    r.resumeFrom('-1');
+    expect(r.accept(event(1))).toBe(false);
+    expect(r.hello(undefined)).toEqual({ resume: '-1' });
+    expect(r.accept(event(1))).toBe(true);
   });
 
-  it('refuses malformed filters at the edge, and answers subscribe with subscribed', async () => {
-    const { id } = await pair();
-    const r = relay!;
-    const token = await r.token(id, 'alice', 'user');
-    for (const kinds of [[], ['text.delta', 'text.delta'], ['nope'], 'text.delta']) {
-      const c = await RawClient.open(r.url, id, { token });
-      c.send(JSON.stringify({ type: 'hello', v: 1, resume: '-1', kinds }));
-      expect((await c.error()).code, JSON.stringify(kinds)).toBe('BAD_FRAME');
-      await c.close();
-    }
-    const { client } = await RawClient.connect(r.url, id, token, { resume: 'now' });
-    client.send(JSON.stringify({ type: 'subscribe', from: 'now', kinds: ['bogus'] }));
-    expect((await client.error()).code).toBe('BAD_FRAME');
-    client.sendFrame({ type: 'subscribe', from: 'now', kinds: ['control'] });
-    const moved = await client.take((f) => f.type === 'subscribed', 'subscribed');
-    expect(moved).toEqual({ type: 'subscribed', from: '-1' });
-    expect(client.undecodable).toEqual([]);
-    await client.close();
+  it('without a link, a move is not sent (no answer to wait for); the next hello carries it', () => {
+    const r = new ReadPosition(host);
+    r.start('-1', '-1');
+    r.accept(event(5));
+    link = false;
+    r.resumeFrom(formatOffset(2));
+    expect(sent).toEqual([]);
+    expect(r.accept(event(3))).toBe(true);
+    expect(() => r.resumeFrom('nope')).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it('sends a new filter from the newest event delivered, at once or after the next welcome', () => {
+    const r = new ReadPosition(host, { kinds: ['text.delta', 'text.delta'] });
+    expect(r.kinds).toEqual(['text.delta']);
+    expect(r.hello(undefined)).toEqual({ resume: '-1', kinds: ['text.delta'] });
+    r.start('-1', '-1');
+    r.accept(event(3));
+    r.setKinds(undefined);
+    expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(3), kinds: [...EVENT_KINDS] });
+    open = false;
+    r.setKinds(['control']);
+    expect(sent).toHaveLength(1);
+    open = true;
+    r.welcomed();
+    expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(3), kinds: ['control'] });
+    r.welcomed();
+    expect(sent).toHaveLength(2);
+    expect(() => r.setKinds([])).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => new ReadPosition(host, { kinds: [] })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it('acknowledges a quarter window at once, less after the delay, nothing while the app is full', () => {
+    const r = new ReadPosition(host, { ackDelayMs: 50 });
+    r.start('-1', '-1');
+    for (const s of [1, 2, 3]) r.accept(event(s));
+    r.maybeAck();
+    expect(sent).toEqual([]);
+    r.accept(event(4));
+    r.maybeAck();
+    expect(sent).toEqual([{ type: 'ack', offset: formatOffset(4) }]);
+    r.accept(event(5));
+    r.maybeAck();
+    vi.advanceTimersByTime(49);
+    expect(sent).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(sent.at(-1)).toEqual({ type: 'ack', offset: formatOffset(5) });
+    full = true;
+    for (const s of [6, 7, 8, 9, 10]) r.accept(event(s));
+    r.maybeAck();
+    vi.advanceTimersByTime(100);
+    expect(sent).toHaveLength(2);
+    // A lost link: the next one resumes after 10, which the relay then counts as acknowledged.
+    r.linkLost(true);
+    full = false;
+    r.maybeAck();
+    expect(sent).toHaveLength(2);
   });
 });
