@@ -106,17 +106,22 @@ export class DeviceState {
   }
 
   /**
-   * Keeps the unacknowledged appends. A new one is written at once (a reload right after sending
-   * must not lose it); fewer (acknowledgements) with the next coalesced write.
+   * Keeps the unacknowledged appends. A new one is written at once (a tab killed right after
+   * sending must not lose it); acknowledgements alone with the next coalesced write.
    */
   setPending(pending: PendingAppends): void {
-    const before = this.#snapshot.pending?.appends.length ?? 0;
+    const before = this.#snapshot.pending;
+    const newest = (p: { epoch: number; appends: { producer: { seq: number } }[] } | undefined): [number, number] => [p?.epoch ?? -1, p?.appends.at(-1)?.producer.seq ?? -1];
+    const [epochBefore, seqBefore] = newest(before);
+    const [epochNow, seqNow] = newest(pending);
+    // Something added since the last write (a higher seq, or a new epoch): write it now.
+    const added = pending.appends.length > 0 && (epochNow !== epochBefore || seqNow > seqBefore);
     this.#snapshot.pending = {
       producer: pending.producer,
       epoch: pending.epoch,
       appends: pending.appends.map(({ bin, ...frame }) => (bin !== undefined ? { ...frame, bin: toBase64(bin) } : frame)),
     };
-    if (pending.appends.length > before) this.flush();
+    if (added) this.flush();
     else this.#timer ??= setTimeout(() => this.flush(), this.#writeDelayMs);
   }
 

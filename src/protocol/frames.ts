@@ -17,6 +17,14 @@ export type ProducerRef = z.infer<typeof ProducerRefSchema>;
 /** Where a reader starts: after an offset, `-1` (from the start) or `now` (only new events). */
 export const ResumePointSchema = z.union([OffsetSchema, z.literal(NOW_OFFSET)]);
 
+/**
+ * Optional behaviours, named in `hello.features` (what the client understands) and
+ * `welcome.features` (what the relay does). `subscribed`: the relay answers each `subscribe` with
+ * a `subscribed` frame (only to clients that name it). `kinds`: the relay honours kind filters.
+ */
+export const PROTOCOL_FEATURES = ['subscribed', 'kinds'] as const;
+const FeaturesSchema = z.array(z.string().min(1).max(64)).max(32);
+
 /** A read stream's kind filter: 1 to all of the event kinds, each at most once. */
 export const KindFilterSchema = z
   .array(EventKindSchema)
@@ -49,6 +57,8 @@ export const HelloSchema = z.object({
    * ack. A device that plays audio from its media track leaves out `audio.frame`. Default: all.
    */
   kinds: KindFilterSchema.optional(),
+  /** Optional behaviours this client understands (PROTOCOL_FEATURES; unknown names are ignored). */
+  features: FeaturesSchema.optional(),
 });
 
 export const AppendSchema = z.object({
@@ -123,6 +133,8 @@ export const WelcomeSchema = z.object({
   heartbeatMs: z.number().int().positive(),
   window: z.number().int().positive(),
   maxFrameBytes: z.number().int().positive(),
+  /** Optional behaviours this relay has (PROTOCOL_FEATURES); absent from older relays. */
+  features: FeaturesSchema.optional(),
 });
 
 export const EventSchema = z.object({

@@ -122,14 +122,6 @@ export class Outbox {
     return first;
   }
 
-  /**
-   * The relay has committed this producer up to `lastSeq` in the current epoch: new appends go
-   * after it even if our own record is older (appends acknowledged after it was saved).
-   */
-  skipPast(lastSeq: number): void {
-    if (lastSeq >= this.#nextSeq) this.#nextSeq = lastSeq + 1;
-  }
-
   /** What is pending now, to keep for a later instance (see restore). */
   snapshot(): PendingAppends {
     return { producer: this.producerId, epoch: this.#epoch, appends: this.unacknowledged() };

@@ -1,5 +1,13 @@
-import { EVENT_KINDS, LifelineError, NOW_OFFSET, START_OFFSET, formatOffset, parseOffset } from '../protocol/index.js';
+import { EVENT_KINDS, KindFilterSchema, LifelineError, NOW_OFFSET, START_OFFSET, formatOffset, parseOffset } from '../protocol/index.js';
 import type { ClientFrame, EventKind, TimelineEvent } from '../protocol/index.js';
+
+/** A kind filter as the relay will take it (deduplicated), or BAD_REQUEST. */
+function checkedKinds(kinds: readonly string[] | undefined): EventKind[] | undefined {
+  if (kinds === undefined) return undefined;
+  const parsed = KindFilterSchema.safeParse([...new Set(kinds)]);
+  if (!parsed.success) throw new LifelineError('BAD_REQUEST', `kinds: 1 to ${EVENT_KINDS.length} of ${EVENT_KINDS.join(', ')}, or none given for all`);
+  return parsed.data;
+}
 
 /** What a ReadPosition needs from the session that owns it. */
 export interface ReadPositionHost {
@@ -33,12 +41,13 @@ export class ReadPosition {
   #kindsUnsent = false;
   /** `subscribe`s sent on this link and not yet answered. */
   #moving = 0;
+  /** The relay answers `subscribe` with `subscribed` (welcome.features); older relays do not. */
+  #answered = false;
 
   constructor(host: ReadPositionHost, opts: { kinds?: readonly EventKind[] | undefined; ackDelayMs?: number | undefined } = {}) {
-    if (opts.kinds?.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or none given for all');
     this.#host = host;
     this.#ackDelayMs = opts.ackDelayMs ?? 50;
-    this.#kinds = opts.kinds ? [...new Set(opts.kinds)] : undefined;
+    this.#kinds = checkedKinds(opts.kinds);
   }
 
   /** Offset of the newest event delivered (`-1` before any). */
@@ -71,8 +80,13 @@ export class ReadPosition {
     this.#acked = this.#position;
   }
 
-  /** After a welcome: a filter changed after that link's hello went out is sent now. */
-  welcomed(): void {
+  /**
+   * After a welcome: whether this relay answers moves (if not, nothing is waited for), and a filter
+   * changed after the link's hello went out is sent now.
+   */
+  welcomed(features: readonly string[] | undefined): void {
+    this.#answered = features?.includes('subscribed') === true;
+    if (!this.#answered) this.#moving = 0;
     if (this.#kindsUnsent) this.#sendKinds();
   }
 
@@ -93,9 +107,18 @@ export class ReadPosition {
     return true;
   }
 
-  /** The relay answered a `subscribe`: what arrives from now on is the moved stream. */
-  subscribed(): void {
-    if (this.#moving > 0) this.#moving--;
+  /**
+   * The relay answered a `subscribe`: after the last answer, what arrives is the moved stream,
+   * which starts after `from` (`now` resolved to the head).
+   */
+  subscribed(from: string): void {
+    if (this.#moving === 0) return;
+    this.#moving--;
+    const seq = parseOffset(from);
+    if (this.#moving === 0 && seq !== undefined) {
+      this.#position = seq;
+      this.#acked = seq;
+    }
   }
 
   /** Acknowledges a quarter window at once, less after `ackDelayMs`; never while the app is full. */
@@ -121,8 +144,7 @@ export class ReadPosition {
 
   /** See LifelineSession.setKinds. */
   setKinds(kinds: readonly EventKind[] | undefined): void {
-    if (kinds !== undefined && kinds.length === 0) throw new LifelineError('BAD_REQUEST', 'kinds: at least one kind, or undefined for all');
-    this.#kinds = kinds ? [...new Set(kinds)] : undefined;
+    this.#kinds = checkedKinds(kinds);
     this.#kindsUnsent = true;
     if (this.#host.isOpen()) this.#sendKinds();
   }
@@ -153,7 +175,7 @@ export class ReadPosition {
   /** Moves the relay's stream; what arrives until it answers belongs to the old one. */
   #subscribe(from: string, kinds?: EventKind[]): void {
     if (!this.#host.hasLink()) return;
-    this.#moving++;
+    if (this.#answered) this.#moving++;
     this.#host.send({ type: 'subscribe', from, ...(kinds ? { kinds } : {}) });
   }
 }

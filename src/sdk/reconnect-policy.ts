@@ -23,6 +23,9 @@ export const FINAL_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'SESSION_EXPIRED',
   'SESSION_GONE',
   'STALE_EPOCH',
+  // A resume point beyond the head: a retry would succeed only once the head had passed it,
+  // and the events in between would be skipped.
+  'OFFSET_OUT_OF_RANGE',
 ]);
 
 export interface BackoffOptions {

@@ -68,8 +68,11 @@ export interface SessionOptions {
    * restart): `save` receives them whenever they change (at most once per turn of the event loop;
    * not when the session is closed); the next instance passes what was saved as `restore`, with
    * the same `producer` (or device), and they are sent again first, each committed exactly once.
-   * A restored append that cannot be committed (another instance took the producer over, or the
-   * relay lacks the appends before it) goes to `onRefused`. Not with `epoch` (lease producers
+   * New appends wait until those are settled, then start a new epoch, which fences the earlier
+   * instance should it still be alive (a duplicated tab). A restored append the relay cannot take
+   * goes to `onRefused`: STALE_EPOCH when another instance took the producer over meanwhile (it
+   * may or may not have been committed before: look in the timeline before sending it again),
+   * SEQUENCE_GAP when the relay lacks the appends before it. Not with `epoch` (lease producers
    * have their own fencing).
    */
   outbox?: {

@@ -61,8 +61,10 @@ export class LifelineSession {
   #state: ConnectionState = 'connecting';
   /** What this client has read and acknowledged, its kind filter, and moves of its stream. */
   readonly #read: ReadPosition;
-  /** The outbox holds appends an earlier instance left (SessionOptions.outbox.restore). */
+  /** The outbox holds appends an earlier instance left (SessionOptions.outbox.restore)... */
   #restored = false;
+  /** ...and new appends wait until those are settled (then a new epoch begins): see #placeRestored. */
+  #restoredSettled: { promise: Promise<void>; resolve: () => void } | undefined;
   #saveQueued = false;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -98,6 +100,11 @@ export class LifelineSession {
       const onRefused = opts.outbox.onRefused ?? ((err: LifelineError) => setTimeout(() => this.#emitter.emit('error', err), 0));
       this.#outbox.restore(opts.outbox.restore, onRefused);
       this.#restored = this.#outbox.size > 0;
+      if (this.#restored) {
+        let resolve = (): void => undefined;
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.#restoredSettled = { promise, resolve };
+      }
     }
     this.#read = new ReadPosition(
       {
@@ -210,6 +217,7 @@ export class LifelineSession {
       epoch: undefined,
       device: undefined,
       resume: undefined,
+      outbox: undefined,
       ...opts,
       session: this.id,
     });
@@ -267,6 +275,7 @@ export class LifelineSession {
     this.#entering++;
     let added: ReturnType<Outbox['add']>;
     try {
+      if (this.#restoredSettled) await this.#restoredSettled.promise;
       await this.#outbox.waitForRoom();
       if (this.#closed) throw new LifelineError('CONNECTION_CLOSED');
       added = this.#outbox.add(body);
@@ -367,6 +376,7 @@ export class LifelineSession {
       v: PROTOCOL_VERSION,
       device: this.device,
       ...this.#read.hello(this.#opts.resume),
+      features: ['subscribed'],
       producers: [this.#outbox.producerId],
       ...(this.#opts.window !== undefined ? { window: this.#opts.window } : {}),
       ...(this.#heartbeatWish() !== undefined ? { heartbeatMs: this.#heartbeatWish() } : {}),
@@ -435,6 +445,7 @@ export class LifelineSession {
         return;
       case 'appended':
         this.#outbox.acknowledged(frame.producer.epoch, frame.producer.seq, frame.offset);
+        this.#settleRestored(true);
         this.#scheduleSave();
         return;
       case 'pong':
@@ -444,6 +455,7 @@ export class LifelineSession {
         const err = new LifelineError(frame.code, frame.message);
         if (frame.producer) {
           this.#outbox.refused(frame.producer.epoch, frame.producer.seq, err);
+          this.#settleRestored(true);
           this.#scheduleSave();
         }
         else if (this.#claiming && ['LEASE_HELD', 'STALE_EPOCH', 'FORBIDDEN', 'BAD_FRAME', 'NOT_LEASE_HOLDER'].includes(frame.code)) {
@@ -475,7 +487,7 @@ export class LifelineSession {
         if (this.#link?.restart && !this.#restart) this.#startRestart(this.#link, `relay asked: ${frame.reason}`);
         return;
       case 'subscribed':
-        this.#read.subscribed();
+        this.#read.subscribed(frame.from);
         return;
     }
   }
@@ -500,7 +512,7 @@ export class LifelineSession {
     this.#lastWelcomedLink = this.#link;
     const downMs = first ? undefined : Date.now() - this.#lostAt;
     this.#emit(first ? 'connected' : 'resumed', downMs !== undefined ? { downMs } : {});
-    this.#read.welcomed();
+    this.#read.welcomed(w.features);
     // Leases first: the relay handles frames in order, so the re-claim precedes the appends.
     for (const [role, epoch] of this.#leases) this.#send({ type: 'claim', role, epoch });
     for (const frame of this.#outbox.unacknowledged()) this.#send(frame);
@@ -512,27 +524,39 @@ export class LifelineSession {
   }
 
   /**
-   * Appends restored from an earlier instance continue its epoch, after what the relay has
-   * committed of it (those already committed are answered as retries). If the relay has a newer
-   * epoch (another instance took over) or does not know the ones before them, they are refused
-   * here and this instance starts its own epoch.
+   * Appends restored from an earlier instance are sent again under its epoch and seqs when they
+   * continue the relay's record of the producer (its epoch, no gap before them) or start a newer
+   * epoch: the relay commits those it lacks and answers the rest as retries. Otherwise they are
+   * refused here: a newer epoch means another instance took over (they may or may not have been
+   * committed before it did), a gap means the relay lacks the appends before them.
    */
   #placeRestored(known: { epoch: number; seq: number } | undefined): void {
     this.#restored = false;
     const current = known && known.seq >= 0 ? known : undefined;
     const epoch = this.#outbox.epoch;
     const first = this.#outbox.firstPendingSeq ?? 0;
-    if (current && current.epoch === epoch) {
-      this.#outbox.skipPast(current.seq);
-      return;
-    }
-    if ((!current || current.epoch < epoch) && first === 0) return; // they start the epoch
+    const placed = current ? (current.epoch === epoch ? first <= current.seq + 1 : current.epoch < epoch && first === 0) : first === 0;
+    if (placed) return;
     const err = current && current.epoch > epoch
-      ? new LifelineError('STALE_EPOCH', `another instance of producer ${this.#outbox.producerId} took over (epoch ${current.epoch})`)
+      ? new LifelineError('STALE_EPOCH', `another instance of producer ${this.#outbox.producerId} took over (epoch ${current.epoch}); this append may have been committed before it did`)
       : new LifelineError('SEQUENCE_GAP', `the relay does not have the appends before the restored ones of producer ${this.#outbox.producerId}`);
     this.#outbox.discard(err);
     this.#outbox.bumpEpoch(current ? Math.max(current.epoch, epoch) + 1 : epoch + 1);
+    this.#settleRestored(false);
     this.#scheduleSave();
+  }
+
+  /**
+   * Once every restored append is settled, new appends go ahead, in a new epoch (`bump`): the
+   * instance that left them may still be alive (a duplicated tab), and sharing its epoch would make
+   * its next appends and ours collide on seqs. The new epoch fences it instead.
+   */
+  #settleRestored(bump: boolean): void {
+    const held = this.#restoredSettled;
+    if (!held || this.#outbox.size > 0) return;
+    this.#restoredSettled = undefined;
+    if (bump && !this.#closed) this.#outbox.bumpEpoch(this.#outbox.epoch + 1);
+    held.resolve();
   }
 
   /** Hands the pending appends to SessionOptions.outbox.save, once per turn. */
@@ -716,7 +740,10 @@ export class LifelineSession {
       link.close(1000, 'closed');
     }
     this.#emit('closed', err ? { error: err.code } : {});
-    this.#outbox.failAll(err ?? new LifelineError('CONNECTION_CLOSED'));
+    const kept = this.#opts.outbox?.save ? '; it stays in the saved outbox, and an instance that restores that sends it' : '';
+    this.#outbox.failAll(err ?? new LifelineError('CONNECTION_CLOSED', `closed before the append was acknowledged${kept}`));
+    this.#restoredSettled?.resolve();
+    this.#restoredSettled = undefined;
     this.#claiming?.reject(err ?? new LifelineError('CONNECTION_CLOSED'));
     this.#claiming = undefined;
     this.stream.end();
@@ -741,7 +768,11 @@ export class LifelineSession {
     }
   }
 
-  /** Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED. */
+  /**
+   * Closes the session's link for good; pending appends are rejected with CONNECTION_CLOSED (with
+   * `outbox.save`, the record saved last still holds them: a next instance that restores it sends
+   * them; save an empty one, or clear your storage, to drop them).
+   */
   close(): void {
     if (this.#state === 'closed') return;
     this.#read.ackNow();

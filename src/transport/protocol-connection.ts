@@ -10,6 +10,7 @@ import {
   parseOffset,
   NOW_OFFSET,
   EVENT_KINDS,
+  PROTOCOL_FEATURES,
 } from '../protocol/index.js';
 import type { AppendFrame, ClientFrame, EventKind, HelloFrame, Json, Origin, ServerFrame, TimelineEvent, TokenClaims } from '../protocol/index.js';
 import type { LeaseManager, Timeline, TimelineReader } from '../timeline/index.js';
@@ -101,6 +102,13 @@ export class ProtocolConnection {
   /** Counts `subscribe`s, and where the latest one moved the stream to (see #pump). */
   #moves = 0;
   #movedTo = 0;
+  /** hello.features has `subscribed`: each subscribe is answered. */
+  #answersMoves = false;
+  /**
+   * Seq of the last event the pump has handled (sent or skipped). The reader's cursor runs ahead
+   * of it while a batch is in hand; acknowledgements never reach past it.
+   */
+  #processed = 0;
   #ackWaker: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #lastFrameAt = Date.now();
@@ -172,7 +180,14 @@ export class ProtocolConnection {
         frame = validateClientFrame(value);
       } catch (err) {
         this.#observer.frameIn?.('invalid', bytes);
-        this.#sendError(isLifelineError(err) ? err : new LifelineError('BAD_FRAME'));
+        const e = isLifelineError(err) ? err : new LifelineError('BAD_FRAME');
+        // A subscribe that cannot be applied leaves the client's idea of its stream wrong (it
+        // waits for `subscribed`): end the connection; the client resumes on a new one.
+        if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'subscribe') {
+          this.fail(e);
+          return;
+        }
+        this.#sendError(e);
         continue;
       }
       this.#observer.frameIn?.(frame.type, bytes);
@@ -259,12 +274,14 @@ export class ProtocolConnection {
     }
     this.#echo = hello.echo !== false;
     this.#kinds = kindFilter(hello.kinds);
+    this.#answersMoves = hello.features?.includes('subscribed') === true;
     this.#liveFrom = head;
     if (hello.resume !== undefined) {
       const after = hello.resume === NOW_OFFSET ? head : (parseOffset(hello.resume) ?? 0);
       this.#reader = await this.#timeline.reader(this.sessionId, after);
       this.#acked = after;
       this.#lastSent = after;
+      this.#processed = after;
     }
     if (this.#state === 'closed') {
       this.#reader?.close();
@@ -283,6 +300,7 @@ export class ProtocolConnection {
       heartbeatMs: this.#limits.heartbeatMs,
       window: this.#window,
       maxFrameBytes: this.#limits.maxFrameBytes,
+      features: [...PROTOCOL_FEATURES],
     });
     this.#armIdleTimer();
     this.#observer.welcomed?.(this);
@@ -331,9 +349,9 @@ export class ProtocolConnection {
 
   #ack(seq: number): void {
     // With a filter on, an ack of the last event sent also covers the events skipped after it.
-    const through = this.#filtering && seq >= this.#lastSent ? (this.#reader?.cursor ?? seq) : seq;
+    const through = this.#filtering && seq >= this.#lastSent ? this.#processed : seq;
     if (through > this.#acked) {
-      this.#acked = Math.min(through, this.#reader?.cursor ?? through);
+      this.#acked = Math.min(through, this.#processed);
       const wake = this.#ackWaker;
       this.#ackWaker = undefined;
       wake?.();
@@ -358,10 +376,11 @@ export class ProtocolConnection {
     if (kinds) this.#kinds = kindFilter(kinds);
     this.#acked = after;
     this.#lastSent = after;
+    this.#processed = after;
     this.#moves++;
     this.#movedTo = after;
     // Before any event of the moved stream: the client drops what arrives until this frame.
-    this.#send({ type: 'subscribed', from: formatOffset(after) });
+    if (this.#answersMoves) this.#send({ type: 'subscribed', from: formatOffset(after) });
     if (started) void this.#pump(this.#reader);
     else this.#ackWaker?.();
   }
@@ -411,6 +430,7 @@ export class ProtocolConnection {
           for (const event of events) this.#send({ type: 'event', event });
           if (events.length > 0) this.#observer.eventsOut?.(events.length);
         }
+        this.#processed = reader.cursor;
         if (this.#link.bufferedAmount > this.#limits.highWaterBytes) {
           await this.#link.waitForDrain(this.#limits.highWaterBytes / 4);
         }

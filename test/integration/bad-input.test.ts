@@ -136,8 +136,6 @@ describe('bad frames on an open connection: typed error, nothing written, connec
     },
     { name: 'ping with a string id', raw: () => JSON.stringify({ type: 'ping', id: 'one' }), code: 'BAD_FRAME' },
     { name: 'ack with a non-offset', raw: () => JSON.stringify({ type: 'ack', offset: 'yesterday' }), code: 'BAD_FRAME' },
-    { name: 'subscribe with a bad offset string', raw: () => JSON.stringify({ type: 'subscribe', from: '12' }), code: 'BAD_FRAME' },
-    { name: 'subscribe with a non-numeric offset', raw: () => JSON.stringify({ type: 'subscribe', from: 'abcdefghijklmnop' }), code: 'BAD_FRAME' },
     { name: 'a second hello', raw: () => JSON.stringify({ type: 'hello', v: 1 }), code: 'BAD_FRAME' },
     { name: 'binary frame with a wrong format byte', raw: () => Uint8Array.from([0x02, 0, 0, 0, 2, 0x7b, 0x7d]), code: 'BAD_FRAME' },
     { name: 'binary frame shorter than its prefix', raw: () => Uint8Array.from([BINARY_FORMAT, 0, 0]), code: 'BAD_FRAME' },
@@ -310,6 +308,25 @@ describe('protocol order', () => {
     expect(client.received.some((f) => f.type === 'welcome')).toBe(false);
     expect(await headOf(ctx.relay, ctx.sid)).toBe(head);
     expect(await errorCount(ctx.relay.url, 'OFFSET_OUT_OF_RANGE')).toBe(1);
+    await ctx.expectOthersServed();
+  });
+
+  // A client that moved its stream drops events until the relay answers the move (`subscribed`):
+  // a subscribe the relay cannot apply must not leave it waiting, so it ends the connection.
+  it.each([
+    ['a bad offset string', { type: 'subscribe', from: '12' }],
+    ['a non-numeric offset', { type: 'subscribe', from: 'abcdefghijklmnop' }],
+    ['an unknown kind', { type: 'subscribe', from: 'now', kinds: ['hologram'] }],
+    ['an empty kind filter', { type: 'subscribe', from: 'now', kinds: [] }],
+  ])('subscribe with %s → BAD_FRAME, fatal, nothing written', async (_what, frame) => {
+    const ctx = await setup();
+    const client = await ctx.mallory();
+    const head = await headOf(ctx.relay, ctx.sid);
+    client.send(JSON.stringify(frame));
+    expectError(await client.error(), 'BAD_FRAME', true);
+    await client.closed;
+    expect(client.received.some((f) => f.type === 'subscribed')).toBe(false);
+    expect(await headOf(ctx.relay, ctx.sid)).toBe(head);
     await ctx.expectOthersServed();
   });
 

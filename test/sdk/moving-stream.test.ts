@@ -150,7 +150,7 @@ describe('moving the read position while events flow', () => {
     expect(transport.opened).toBe(2);
   });
 
-  it('refuses malformed filters at the edge, and answers subscribe with subscribed', async () => {
+  it('refuses malformed filters at the edge, and answers subscribe with subscribed to clients that ask', async () => {
     const { id } = await pair();
     const r = relay!;
     const token = await r.token(id, 'alice', 'user');
@@ -160,13 +160,33 @@ describe('moving the read position while events flow', () => {
       expect((await c.error()).code, JSON.stringify(kinds)).toBe('BAD_FRAME');
       await c.close();
     }
-    const { client } = await RawClient.connect(r.url, id, token, { resume: 'now' });
-    client.send(JSON.stringify({ type: 'subscribe', from: 'now', kinds: ['bogus'] }));
-    expect((await client.error()).code).toBe('BAD_FRAME');
+    // A subscribe the relay cannot apply ends the connection: the client would wait for an answer.
+    const bogus = (await RawClient.connect(r.url, id, token, { resume: 'now', features: ['subscribed'] })).client;
+    bogus.send(JSON.stringify({ type: 'subscribe', from: 'now', kinds: ['bogus'] }));
+    const refused = await bogus.error();
+    expect([refused.code, refused.fatal]).toEqual(['BAD_FRAME', true]);
+    await bogus.closed;
+    // Answered only to clients that say they understand the answer (older clients do not).
+    const { client, welcome } = await RawClient.connect(r.url, id, token, { resume: 'now', features: ['subscribed', 'something-newer'] });
+    expect(welcome.features).toEqual(['subscribed', 'kinds']);
     client.sendFrame({ type: 'subscribe', from: 'now', kinds: ['control'] });
     const moved = await client.take((f) => f.type === 'subscribed', 'subscribed');
     expect(moved).toEqual({ type: 'subscribed', from: '-1' });
     expect(client.undecodable).toEqual([]);
+    const older = (await RawClient.connect(r.url, id, token, { resume: 'now' })).client;
+    older.sendFrame({ type: 'subscribe', from: 'now' });
+    await older.ping();
+    expect(older.received.filter((f) => f.type === 'subscribed')).toEqual([]);
+    await older.close();
     await client.close();
+  });
+  it('stream.resume() beyond the head closes the session with OFFSET_OUT_OF_RANGE instead of skipping ahead', async () => {
+    const { agent, join } = await pair();
+    const user = await join();
+    await agent.sendText('only one');
+    const closed = stateReached(user, 'closed');
+    user.stream.resume('0000000000000050');
+    // Retrying would succeed once the head had passed 50, and the events up to it would be skipped.
+    expect((await closed).error).toBe('OFFSET_OUT_OF_RANGE');
   });
 });

@@ -61,7 +61,31 @@ describe('unacknowledged appends kept across a restart of the client', () => {
     await b.flush();
     await b.sendText('b0');
     expect(await texts()).toEqual(['a0', 'a1', 'a2', 'a3', 'b0']);
-    expect(b.producer).toMatchObject({ epoch: kept.epoch, nextSeq: 5, pending: 0 });
+    // Its own appends start the next epoch, which fences the instance that left the record.
+    expect(b.producer).toMatchObject({ epoch: kept.epoch + 1, nextSeq: 1, pending: 0 });
+  });
+
+  it('a duplicate of a live instance (a duplicated tab) takes its record over and fences it: nothing lost, nothing collides', async () => {
+    relay = await startRelay();
+    id = await relay.createSession();
+    const transport = controllableTransport();
+    let saved: PendingAppends | undefined;
+    const a = await open({ transport, outbox: { save: (p) => (saved = structuredClone(p)) } });
+    await a.sendText('a0');
+    transport.hold();
+    transport.drop();
+    await stateReached(a, 'reconnecting');
+    const aPending = ['a1', 'a2'].map((t) => a.sendText(t).then(() => 'committed', (e: LifelineError) => e.code));
+    await waitFor(() => saved?.appends.length === 2, { message: 'the pending appends saved' });
+    // The duplicate starts from the same record while the original is still alive.
+    const b = await open({ outbox: { restore: saved! } });
+    await b.sendText('b0');
+    transport.release();
+    // The original comes back: its appends are in the old epoch, which the duplicate fenced.
+    expect(await Promise.all(aPending)).toEqual(['STALE_EPOCH', 'STALE_EPOCH']);
+    await expect(a.sendText('a3')).rejects.toMatchObject({ code: 'STALE_EPOCH' });
+    // a1 and a2 are in the timeline once (sent by the duplicate); nothing of the two collided.
+    expect(await texts()).toEqual(['a0', 'a1', 'a2', 'b0']);
   });
 
   it('appends that were committed after the record was saved are neither repeated nor overwritten', async () => {
@@ -82,7 +106,8 @@ describe('unacknowledged appends kept across a restart of the client', () => {
     const b = await open({ outbox: { restore: stale } });
     b.on('error', (e) => errors.push(e));
     await b.flush();
-    // The new append takes seq 5: had it reused seq 3, the relay would take it for a retry of a3.
+    // The new append goes in a new epoch: had it taken seq 3 of the old one, the relay would have
+    // answered it as a retry of a3.
     await b.sendText('b0');
     expect(await texts()).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'b0']);
     expect(errors).toEqual([]);
@@ -130,6 +155,25 @@ describe('unacknowledged appends kept across a restart of the client', () => {
     expect(b.producer).toMatchObject({ epoch: 4, nextSeq: 1 });
   });
 
+  it('restored appends after a gap in the same epoch are refused (SEQUENCE_GAP), not left to fail forever', async () => {
+    relay = await startRelay();
+    id = await relay.createSession();
+    const a = await open();
+    await a.sendText('a0');
+    a.close();
+    const gap: PendingAppends = {
+      producer: 'tab-1',
+      epoch: 0,
+      appends: [4, 5].map((seq) => ({ type: 'append', producer: { id: 'tab-1', epoch: 0, seq }, kind: 'text.delta', data: { text: `x${seq}` } })),
+    };
+    const refused: string[] = [];
+    const b = await open({ outbox: { restore: gap, onRefused: (e) => refused.push(e.code) } });
+    await b.sendText('b0');
+    expect(refused).toEqual(['SEQUENCE_GAP', 'SEQUENCE_GAP']);
+    expect(await texts()).toEqual(['a0', 'b0']);
+    expect(b.producer).toMatchObject({ epoch: 1, nextSeq: 1 });
+  });
+
   it('ignores a record of another producer', async () => {
     relay = await startRelay();
     id = await relay.createSession();
@@ -138,5 +182,19 @@ describe('unacknowledged appends kept across a restart of the client', () => {
     expect(b.producer.pending).toBe(0);
     await b.sendText('b0');
     expect(await texts()).toEqual(['b0']);
+  });
+  it('a device attached to the session does not write into the record of the one it came from', async () => {
+    relay = await startRelay();
+    id = await relay.createSession();
+    const records: PendingAppends[] = [];
+    const a = await open({ outbox: { save: (p) => records.push(structuredClone(p)) } });
+    await a.sendText('a0');
+    const saves = records.length;
+    const other = await a.attach();
+    sessions.push(other);
+    await other.sendText('from the other device');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(records.length).toBe(saves);
+    expect(records.every((r) => r.producer === 'tab-1')).toBe(true);
   });
 });

@@ -42,18 +42,53 @@ describe('ReadPosition', () => {
   it('drops duplicates, and everything between a subscribe and its answer', () => {
     const r = new ReadPosition(host);
     r.start('-1', '-1');
+    r.welcomed(['subscribed']);
     expect([1, 2, 2, 1, 3].map((s) => r.accept(event(s)))).toEqual([true, true, false, false, true]);
     r.resumeFrom(formatOffset(1));
     expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(1) });
     // Sent before the relay moved the stream: 4 would otherwise pass for the moved stream's.
     expect(r.accept(event(4))).toBe(false);
-    r.subscribed();
+    r.subscribed(formatOffset(1));
     expect([2, 3, 4].map((s) => r.accept(event(s)))).toEqual([true, true, true]);
+  });
+
+  it('takes the moved stream\'s start from the answer (resume to `now`)', () => {
+    const r = new ReadPosition(host);
+    r.start('-1', '-1');
+    r.welcomed(['subscribed']);
+    r.accept(event(2));
+    r.resumeFrom('now');
+    r.resumeFrom('now');
+    r.subscribed(formatOffset(9));
+    expect(r.accept(event(10))).toBe(false); // the second move is not answered yet
+    r.subscribed(formatOffset(12));
+    expect(r.lastOffset).toBe(formatOffset(12));
+    expect(r.hello(undefined)).toEqual({ resume: formatOffset(12) });
+    expect(r.accept(event(12))).toBe(false);
+    expect(r.accept(event(13))).toBe(true);
+  });
+
+  it('with a relay that does not answer moves (welcome without the feature), waits for nothing', () => {
+    const r = new ReadPosition(host);
+    r.start('-1', '-1');
+    r.welcomed(undefined);
+    r.accept(event(5));
+    r.resumeFrom(formatOffset(2));
+    expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(2) });
+    expect(r.accept(event(3))).toBe(true);
+    // A move sent while the last relay answered, then a welcome from one that does not.
+    r.welcomed(['subscribed']);
+    r.resumeFrom(formatOffset(1));
+    expect(r.accept(event(2))).toBe(false);
+    r.hello(undefined);
+    r.welcomed([]);
+    expect(r.accept(event(2))).toBe(true);
   });
 
   it('a new link ends every unanswered move: its stream starts at the hello', () => {
     const r = new ReadPosition(host);
     r.start('-1', '-1');
+    r.welcomed(['subscribed']);
     r.resumeFrom('-1');
     expect(r.accept(event(1))).toBe(false);
     expect(r.hello(undefined)).toEqual({ resume: '-1' });
@@ -83,12 +118,16 @@ describe('ReadPosition', () => {
     r.setKinds(['control']);
     expect(sent).toHaveLength(1);
     open = true;
-    r.welcomed();
+    r.welcomed(['subscribed']);
     expect(sent.at(-1)).toEqual({ type: 'subscribe', from: formatOffset(3), kinds: ['control'] });
-    r.welcomed();
+    r.welcomed(['subscribed']);
     expect(sent).toHaveLength(2);
-    expect(() => r.setKinds([])).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
-    expect(() => new ReadPosition(host, { kinds: [] })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    // Refused here, never sent: a filter the relay would refuse leaves no move unanswered.
+    for (const bad of [[], ['audio'], ['text.delta', 'nope']]) {
+      expect(() => r.setKinds(bad as never)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+      expect(() => new ReadPosition(host, { kinds: bad as never })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    }
+    expect(sent).toHaveLength(2);
   });
 
   it('acknowledges a quarter window at once, less after the delay, nothing while the app is full', () => {

@@ -50,6 +50,6 @@ describe('ExponentialBackoff', () => {
       if (FINAL_ERRORS.has(code)) expect(delay, code).toBeNull();
       else expect(delay, code).toBe(25);
     }
-    expect([...FINAL_ERRORS].sort()).toEqual(['FORBIDDEN', 'SESSION_EXPIRED', 'SESSION_GONE', 'SESSION_NOT_FOUND', 'STALE_EPOCH', 'TOKEN_EXPIRED', 'UNAUTHORIZED']);
+    expect([...FINAL_ERRORS].sort()).toEqual(['FORBIDDEN', 'OFFSET_OUT_OF_RANGE', 'SESSION_EXPIRED', 'SESSION_GONE', 'SESSION_NOT_FOUND', 'STALE_EPOCH', 'TOKEN_EXPIRED', 'UNAUTHORIZED']);
   });
 });
