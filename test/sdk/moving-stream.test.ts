@@ -1,9 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TimelineEvent } from '../../src/protocol/index.js';
-import { connect } from '../../src/sdk/index.js';
-import type { LifelineSession } from '../../src/sdk/index.js';
+import type { LifelineSession, SessionOptions } from '../../src/sdk/index.js';
+import { useCleanup } from '../support/fixture.js';
 import { RawClient } from '../support/raw-ws.js';
-import { startRelay } from '../support/relay.js';
 import type { TestRelay } from '../support/relay.js';
 import { controllableTransport, stateReached } from '../support/sdk.js';
 import { waitFor } from '../support/wait.js';
@@ -14,29 +13,14 @@ import { waitFor } from '../support/wait.js';
  * when it moves; none of them may take the place of the moved stream's own events.
  */
 describe('moving the read position while events flow', () => {
-  let relay: TestRelay | undefined;
-  const sessions: LifelineSession[] = [];
-
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await relay?.close();
-    relay = undefined;
-  });
-
-  type JoinOptions = Partial<Parameters<typeof connect>[0]>;
-
-  async function pair(): Promise<{ id: string; agent: LifelineSession; join: (opts?: JoinOptions) => Promise<LifelineSession> }> {
-    relay = await startRelay();
-    const r = relay;
+  /** A relay and a session with an agent in it (all closed when the test ends); `join` adds a user device. */
+  async function pair(): Promise<{ r: TestRelay; id: string; agent: LifelineSession; join: (opts?: Partial<SessionOptions>) => Promise<LifelineSession> }> {
+    const c = useCleanup();
+    const r = await c.relay();
     const id = await r.createSession();
-    const agent = await connect({ url: r.url, token: await r.token(id, 'bot', 'agent'), device: 'bot-1', resume: 'now' });
-    sessions.push(agent);
-    const join = async (opts: JoinOptions = {}): Promise<LifelineSession> => {
-      const s = await connect({ url: r.url, token: await r.token(id, 'alice', 'user'), ...opts });
-      sessions.push(s);
-      return s;
-    };
-    return { id, agent, join };
+    const agent = await c.sdk({ url: r.url, token: await r.token(id, 'bot', 'agent'), device: 'bot-1', resume: 'now' });
+    const join = async (opts: Partial<SessionOptions> = {}): Promise<LifelineSession> => c.sdk({ url: r.url, token: await r.token(id, 'alice', 'user'), ...opts });
+    return { r, id, agent, join };
   }
 
   /** Appends `n` text deltas `t0…`, 16 per macrotask, so that events are always in flight. */
@@ -151,8 +135,7 @@ describe('moving the read position while events flow', () => {
   });
 
   it('refuses malformed filters at the edge, and answers subscribe with subscribed to clients that ask', async () => {
-    const { id } = await pair();
-    const r = relay!;
+    const { r, id } = await pair();
     const token = await r.token(id, 'alice', 'user');
     for (const kinds of [[], ['text.delta', 'text.delta'], ['nope'], 'text.delta']) {
       const c = await RawClient.open(r.url, id, { token });

@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LifelineError, TimelineEvent } from '../../src/protocol/index.js';
-import { connect } from '../../src/sdk/index.js';
-import type { LifelineSession, PendingAppends } from '../../src/sdk/index.js';
-import { startRelay } from '../support/relay.js';
+import type { LifelineSession, PendingAppends, SessionOptions } from '../../src/sdk/index.js';
+import { useCleanup } from '../support/fixture.js';
+import type { Cleanup } from '../support/fixture.js';
 import type { TestRelay } from '../support/relay.js';
 import { controllableTransport, stateReached } from '../support/sdk.js';
 import { waitFor } from '../support/wait.js';
@@ -12,19 +12,20 @@ import { waitFor } from '../support/wait.js';
  * reloaded, a process restarted) are sent again by the next, each committed exactly once.
  */
 describe('unacknowledged appends kept across a restart of the client', () => {
+  let cleanup: Cleanup;
   let relay: TestRelay;
   let id: string;
-  const sessions: LifelineSession[] = [];
 
-  afterEach(async () => {
-    for (const s of sessions.splice(0)) s.close();
-    await relay?.close();
-  });
+  /** A relay and a session for this test, closed when it ends. */
+  async function setup(): Promise<void> {
+    cleanup = useCleanup();
+    relay = await cleanup.relay();
+    id = await relay.createSession();
+  }
 
-  async function open(opts: Partial<Parameters<typeof connect>[0]> = {}): Promise<LifelineSession> {
-    const s = await connect({ url: relay.url, token: await relay.token(id, 'alice', 'user'), device: 'tab-1', resume: 'now', ...opts });
-    sessions.push(s);
-    return s;
+  /** An instance of alice's client on device tab-1 (its producer is the device's). */
+  function open(opts: Partial<SessionOptions> = {}): Promise<LifelineSession> {
+    return relay.token(id, 'alice', 'user').then((token) => cleanup.sdk({ url: relay.url, token, device: 'tab-1', resume: 'now', ...opts }));
   }
 
   /** The texts in the timeline, in order. */
@@ -52,8 +53,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   }
 
   it('the next instance sends what the last one left pending, once, and continues after it', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const kept = await leaveBehind(['a0'], ['a1', 'a2', 'a3']);
     expect(kept.appends.map((f) => f.producer.seq)).toEqual([1, 2, 3]);
     const b = await open({ outbox: { restore: kept } });
@@ -66,8 +66,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('a duplicate of a live instance (a duplicated tab) takes its record over and fences it: nothing lost, nothing collides', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const transport = controllableTransport();
     let saved: PendingAppends | undefined;
     const a = await open({ transport, outbox: { save: (p) => (saved = structuredClone(p)) } });
@@ -89,8 +88,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('appends that were committed after the record was saved are neither repeated nor overwritten', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const saves: PendingAppends[] = [];
     const a = await open({ outbox: { save: (p) => saves.push(structuredClone(p)) } });
     const sent = ['a0', 'a1', 'a2'].map((t) => a.sendText(t));
@@ -114,8 +112,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('if another instance took the producer over, the restored appends are refused and reported', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const kept = await leaveBehind(['a0'], ['a1', 'a2']);
     // A newer instance without the record starts epoch 1, fencing the one that left it.
     const c = await open();
@@ -137,8 +134,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('restored appends the relay cannot place (the ones before them are unknown) are refused, not misnumbered', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const orphan: PendingAppends = {
       producer: 'tab-1',
       epoch: 3,
@@ -156,8 +152,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('restored appends after a gap in the same epoch are refused (SEQUENCE_GAP), not left to fail forever', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const a = await open();
     await a.sendText('a0');
     a.close();
@@ -175,8 +170,7 @@ describe('unacknowledged appends kept across a restart of the client', () => {
   });
 
   it('ignores a record of another producer', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const kept = await leaveBehind([], ['a0']);
     const b = await open({ device: 'tab-2', outbox: { restore: kept } });
     expect(b.producer.pending).toBe(0);
@@ -184,14 +178,13 @@ describe('unacknowledged appends kept across a restart of the client', () => {
     expect(await texts()).toEqual(['b0']);
   });
   it('a device attached to the session does not write into the record of the one it came from', async () => {
-    relay = await startRelay();
-    id = await relay.createSession();
+    await setup();
     const records: PendingAppends[] = [];
     const a = await open({ outbox: { save: (p) => records.push(structuredClone(p)) } });
     await a.sendText('a0');
     const saves = records.length;
     const other = await a.attach();
-    sessions.push(other);
+    cleanup.add(() => other.close());
     await other.sendText('from the other device');
     await new Promise((resolve) => setImmediate(resolve));
     expect(records.length).toBe(saves);
