@@ -381,17 +381,28 @@ describe('browser client in headless Chromium', () => {
     const levels = seen.filter((e) => e.kind === 'audio.frame').map((e) => e.energyDb ?? -100);
     expect(levels.length).toBeGreaterThan(0);
     expect(Math.max(...levels)).toBeGreaterThan(-40);
-    // Hover the agent's first message to show the tooltip in the picture.
+    // Hover the agent's first message to show the tooltip in the picture. The inspector is live:
+    // events still arriving (the microphone streams on) may redraw the canvas between reading a
+    // message's place and moving the mouse there, so read and hover again until the tip shows.
     await inspector.click('#fit');
-    const hit = await inspector.evaluate(() => {
-      const s = (window as unknown as { inspector: { hits: { x0: number; x1: number; y0: number; y1: number; label: string }[] } }).inspector;
-      const h = s.hits.find((x) => x.label.startsWith('message reply-'));
-      return h ? { x: (h.x0 + h.x1) / 2, y: (h.y0 + h.y1) / 2 } : undefined;
-    });
-    expect(hit).toBeDefined();
     const box = (await inspector.locator('#canvas').boundingBox())!;
-    await inspector.mouse.move(box.x + hit!.x, box.y + hit!.y);
-    await inspector.waitForSelector('#tip', { state: 'visible' });
+    await waitFor(
+      async () => {
+        const hit = await inspector.evaluate(() => {
+          const s = (window as unknown as { inspector: { hits: { x0: number; x1: number; y0: number; y1: number; label: string }[] } }).inspector;
+          const h = s.hits.find((x) => x.label.startsWith('message reply-'));
+          return h ? { x: (h.x0 + h.x1) / 2, y: (h.y0 + h.y1) / 2 } : undefined;
+        });
+        if (!hit) throw new Error('no agent message on the canvas');
+        await inspector.mouse.move(box.x + hit.x, box.y + hit.y + 1);
+        await inspector.mouse.move(box.x + hit.x, box.y + hit.y);
+        return inspector.waitForSelector('#tip', { state: 'visible', timeout: 1000 }).then(
+          () => true,
+          () => false,
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 100, message: 'the tooltip over the agent message' },
+    );
     await inspector.screenshot({ path: join(docs, 'browser-inspector.png') });
   });
 });
