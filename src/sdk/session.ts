@@ -61,9 +61,10 @@ export class LifelineSession {
   #state: ConnectionState = 'connecting';
   /** What this client has read and acknowledged, its kind filter, and moves of its stream. */
   readonly #read: ReadPosition;
-  /** The outbox holds appends an earlier instance left (SessionOptions.outbox.restore)... */
-  #restored = false;
-  /** ...and new appends wait until those are settled (then a new epoch begins): see #placeRestored. */
+  /**
+   * While the outbox holds appends an earlier instance left (SessionOptions.outbox.restore): new
+   * appends wait until those are settled (then a new epoch begins). See #placeRestored.
+   */
   #restoredSettled: { promise: Promise<void>; resolve: () => void } | undefined;
   #saveQueued = false;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -99,8 +100,7 @@ export class LifelineSession {
     if (opts.outbox?.restore && opts.epoch === undefined) {
       const onRefused = opts.outbox.onRefused ?? ((err: LifelineError) => setTimeout(() => this.#emitter.emit('error', err), 0));
       this.#outbox.restore(opts.outbox.restore, onRefused);
-      this.#restored = this.#outbox.size > 0;
-      if (this.#restored) {
+      if (this.#outbox.size > 0) {
         let resolve = (): void => undefined;
         const promise = new Promise<void>((r) => (resolve = r));
         this.#restoredSettled = { promise, resolve };
@@ -498,7 +498,8 @@ export class LifelineSession {
     this.#welcome = w;
     if (first) {
       const known = w.producers.find((p) => p.id === this.#outbox.producerId);
-      if (this.#restored) {
+      // Nothing can have settled them before the first welcome.
+      if (this.#restoredSettled) {
         this.#placeRestored(known);
       } else if (this.#opts.epoch !== undefined) {
         if (known && known.epoch === this.#opts.epoch && known.seq >= 0) this.#outbox.continueFrom(known.epoch, known.seq);
@@ -531,7 +532,6 @@ export class LifelineSession {
    * committed before it did), a gap means the relay lacks the appends before them.
    */
   #placeRestored(known: { epoch: number; seq: number } | undefined): void {
-    this.#restored = false;
     const current = known && known.seq >= 0 ? known : undefined;
     const epoch = this.#outbox.epoch;
     const first = this.#outbox.firstPendingSeq ?? 0;

@@ -99,9 +99,8 @@ export class ProtocolConnection {
   #kinds: ReadonlySet<EventKind> | undefined;
   /** Seq of the last event sent (with a filter on, the events after it were skipped, not sent). */
   #lastSent = 0;
-  /** Counts `subscribe`s, and where the latest one moved the stream to (see #pump). */
+  /** Counts `subscribe`s (see #pump). */
   #moves = 0;
-  #movedTo = 0;
   /** hello.features has `subscribed`: each subscribe is answered. */
   #answersMoves = false;
   /**
@@ -378,7 +377,6 @@ export class ProtocolConnection {
     this.#lastSent = after;
     this.#processed = after;
     this.#moves++;
-    this.#movedTo = after;
     // Before any event of the moved stream: the client drops what arrives until this frame.
     if (this.#answersMoves) this.#send({ type: 'subscribed', from: formatOffset(after) });
     if (started) void this.#pump(this.#reader);
@@ -419,9 +417,10 @@ export class ProtocolConnection {
         const events = await reader.next(Math.min(room, EVENTS_PER_PULL));
         if (this.#state !== 'open') return;
         // The stream moved while this batch was read, which may have started before or after the
-        // move: read again from where the move put the stream.
+        // move: read again from where the move put the stream (#processed, which no batch has
+        // moved since).
         if (this.#moves !== moves) {
-          reader.seek(this.#movedTo);
+          reader.seek(this.#processed);
           continue;
         }
         if (this.#filtering) {
